@@ -58,14 +58,14 @@ def load_pipeline(paths: ModelPaths, device="cpu", dtype=torch.float32, audio_pr
     except (OSError, ValueError) as error:
         raise CheckpointError(f"cannot load {paths.vae_path} or {paths.audio_encoder_path}: {str(error).splitlines()[0]}; {DOWNLOAD_HINT}") from None
     pipeline = VExpressPipeline(
-        vae=vae.to(device, dtype).eval(),
+        vae=vae.to(device).eval(),
         reference_net=load_reference_net(paths.unet_config_path, paths.reference_net_path, dtype, device),
         denoising_unet=load_denoising_unet(
             paths.unet_config_path, config["unet_additional_kwargs"], paths.denoising_unet_path, paths.motion_module_path, dtype, device
         ),
         v_kps_guider=load_v_kps_guider(paths.v_kps_guider_path, dtype, device),
         audio_processor=audio_processor,
-        audio_encoder=audio_encoder.to(device, dtype).eval(),
+        audio_encoder=audio_encoder.to(device).eval(),
         audio_projection=load_audio_projection(paths.audio_projection_path, dtype, device, config=audio_projection_config),
         scheduler=DDIMScheduler(**config["noise_scheduler_kwargs"]),
     )

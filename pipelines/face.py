@@ -1,0 +1,49 @@
+"""Face keypoints from insightface's `buffalo_l` detector (detection model only)."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+DOWNLOAD_HINT = "download it with: python scripts/download_models.py --include insightface_models (see model_ckpts/README.md)"
+
+
+class FaceError(ValueError):
+    """No usable face, or no detector, with a message for the user."""
+
+
+class FaceDetector:
+    """insightface's FaceAnalysis with only its detection model: faces as (bbox, det_score, kps (5, 2)).
+
+    `model_root` is the folder holding `models/buffalo_l/` (the published `--insightface_model_path`);
+    `image_size` (width, height) the size of the images it will see.
+    Nothing is downloaded: a missing model folder is a FaceError."""
+
+    def __init__(self, model_root: str | Path, image_size: tuple[int, int] = (640, 640), device: str = "cpu", gpu_id: int = 0):
+        folder = Path(model_root) / "models" / "buffalo_l"
+        if not any(folder.glob("*.onnx")):
+            raise FaceError(f"{folder}: no insightface detector (.onnx) found; {DOWNLOAD_HINT}")
+        from insightface.app import FaceAnalysis  # imported here: only strategies that need a face pay for it
+
+        on_gpu = device.startswith("cuda")
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if on_gpu else ["CPUExecutionProvider"]
+        self.app = FaceAnalysis(name=str(folder), allowed_modules=["detection"], providers=providers)
+        self.app.prepare(ctx_id=gpu_id if on_gpu else -1, det_size=tuple(image_size))
+
+    def faces(self, image_bgr: np.ndarray) -> list:
+        """insightface Face records, largest first."""
+        faces = self.app.get(image_bgr)
+        return sorted(faces, key=lambda face: -float((face.bbox[2] - face.bbox[0]) * (face.bbox[3] - face.bbox[1])))
+
+    def reference_kps(self, image_path: str | Path, width: int, height: int) -> tuple[np.ndarray, int]:
+        """Left eye, right eye, nose (3, 2) float32 of the largest face in the image resized to width x height,
+        and how many faces there were."""
+        image = cv2.imread(str(image_path))
+        if image is None:  # formats OpenCV cannot read (WebP without support, ...): go through PIL
+            from PIL import Image
+
+            image = cv2.cvtColor(np.asarray(Image.open(image_path).convert("RGB")), cv2.COLOR_RGB2BGR)
+        faces = self.faces(cv2.resize(image, (width, height)))
+        if not faces:
+            raise FaceError(f"{image_path}: no face found in the reference image; use a photo with one clear, frontal face")
+        return faces[0].kps[:3].astype(np.float32), len(faces)

@@ -1,0 +1,68 @@
+"""Shared by the CLI tests: tiny checkpoints with a marker face detector, short inputs, MP4 inspection."""
+
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import soundfile as sf
+import torch
+from PIL import Image
+
+from marker_detector import draw_marker, write_marker_detector
+from pipelines.kps import load_kps_sequence
+from pipelines.loading import ModelPaths
+from scripts.make_tiny_checkpoints import write_tiny_checkpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 64
+MARKER = (24, 32)  # top-left corner of the marker cell in the 64x64 reference image
+
+
+def make_model_ckpts(folder: Path) -> Path:
+    write_tiny_checkpoints(folder)
+    write_marker_detector(folder / "insightface_models")
+    return folder
+
+
+def weight_flags(ckpts: Path) -> list[str]:
+    """--unet_config_path ... --motion_module_path pointing into a model_ckpts-layout folder."""
+    defaults = {f.name: f.default for f in fields(ModelPaths)}
+    return [arg for name, default in defaults.items() for arg in (f"--{name}", str(ckpts / default.removeprefix("./model_ckpts/")))]
+
+
+def make_inputs(folder: Path, seconds: float = 1.5) -> dict[str, Path]:
+    """A 64x64 portrait with a face marker, speech cut to `seconds`, and a keypoint file in 64x64 pixels."""
+    image = np.asarray(Image.open(ROOT / "test_samples" / "portrait.png").convert("RGB").resize((SIZE, SIZE))).copy()
+    Image.fromarray(draw_marker(image, *MARKER)).save(folder / "reference.png")
+    speech, rate = sf.read(ROOT / "test_samples" / "speech.wav", dtype="float32")
+    sf.write(folder / "speech.wav", speech[: int(seconds * rate)], rate)
+    kps = load_kps_sequence(ROOT / "test_samples" / "kps_sequence.pth") * (SIZE / 512)
+    torch.save(list(kps[:60]), folder / "kps.pth")  # the published format: a list of float32 (3, 2) arrays
+    return {"image": folder / "reference.png", "audio": folder / "speech.wav", "kps": folder / "kps.pth"}
+
+
+def run_cli(script: str, *args, env=None) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True, text=True, env=environment, cwd=ROOT, timeout=600)
+
+
+def inspect_mp4(path: Path) -> dict:
+    """Decode the whole file: codec, audio codec, fps, duration, frame count and the frames themselves."""
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    width, height = meta["size"]
+    frames = np.stack([np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in reader])
+    return dict(meta, frames=frames, num_frames=len(frames))
+
+
+def expected_length(seconds: float, fps: float = 30, context_frames: int = 24, context_overlap: int = 4) -> int:
+    requested = int(seconds * fps)
+    if requested <= context_frames:
+        return max(requested, 1)
+    stride = context_frames - context_overlap
+    return ((requested - context_frames) // stride) * stride + context_frames
+

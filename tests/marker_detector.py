@@ -1,0 +1,74 @@
+"""A small SCRFD-format ONNX face detector for offline tests: insightface's real loading and decoding code
+runs on it. It "detects" a face at each 8x8 cell of pure green (a marker the tests draw), and reports
+fixed keypoints around that cell (image pixels, relative to the cell's top-left corner)."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+CELL = 8
+# (x, y) offsets in pixels from the marker cell's top-left corner: left eye, right eye, nose, mouth corners.
+KPS_OFFSETS = np.array([[-12, -8], [20, -8], [4, 8], [-8, 16], [16, 16]], dtype=np.float32)
+BOX_DISTANCES = np.array([24, 24, 32, 32], dtype=np.float32)  # left, top, right, bottom
+
+
+def draw_marker(image: np.ndarray, x: int, y: int) -> np.ndarray:
+    """Paint the marker cell (RGB) whose top-left corner is (x, y), multiples of 8. Returns the image."""
+    image[y:y + CELL, x:x + CELL] = (0, 255, 0)
+    return image
+
+
+def expected_kps(x: int, y: int) -> np.ndarray:
+    """The three keypoints (left eye, right eye, nose) the detector reports for a marker at (x, y)."""
+    return (np.array([x, y], dtype=np.float32) + KPS_OFFSETS[:3]).astype(np.float32)
+
+
+def _stride_outputs(stride, live):
+    """Nodes and initialisers giving (score, bbox, kps) for one stride, 2 anchors per cell."""
+    s = str(stride)
+    nodes = [helper.make_node("AveragePool", ["input.1"], [f"pool{s}"], kernel_shape=[stride, stride], strides=[stride, stride])]
+    # Greenness of a cell in the normalised RGB blob ((x - 127.5) / 128): G - (R + B) / 2, 2 for pure green.
+    score_w = np.tile(np.array([[-0.5, 1.0, -0.5]], dtype=np.float32), (2, 1)).reshape(2, 3, 1, 1) * 20
+    score_b = np.full(2, -20 * 1.9 if live else -1000, dtype=np.float32)
+    box_b = np.tile(BOX_DISTANCES / stride, 2).astype(np.float32)
+    kps_b = np.tile(KPS_OFFSETS.reshape(-1) / stride, 2).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(score_w, f"score_w{s}"), numpy_helper.from_array(score_b, f"score_b{s}"),
+        numpy_helper.from_array(np.zeros((8, 3, 1, 1), np.float32), f"box_w{s}"), numpy_helper.from_array(box_b, f"box_b{s}"),
+        numpy_helper.from_array(np.zeros((20, 3, 1, 1), np.float32), f"kps_w{s}"), numpy_helper.from_array(kps_b, f"kps_b{s}"),
+    ]
+    for kind, width in (("score", 1), ("box", 4), ("kps", 10)):
+        nodes.append(helper.make_node("Conv", [f"pool{s}", f"{kind}_w{s}", f"{kind}_b{s}"], [f"{kind}_conv{s}"]))
+        source = f"{kind}_conv{s}"
+        if kind == "score":
+            nodes.append(helper.make_node("Sigmoid", [source], [f"score_sig{s}"]))
+            source = f"score_sig{s}"
+        nodes.append(helper.make_node("Transpose", [source], [f"{kind}_t{s}"], perm=[0, 2, 3, 1]))
+        inits.append(numpy_helper.from_array(np.array([-1, width], dtype=np.int64), f"{kind}_shape{s}"))
+        nodes.append(helper.make_node("Reshape", [f"{kind}_t{s}", f"{kind}_shape{s}"], [f"{kind}_{s}"]))
+    return nodes, inits
+
+
+def write_marker_detector(model_root: str | Path) -> Path:
+    """Write `model_root/models/buffalo_l/det_10g.onnx` and return `model_root` (an --insightface_model_path)."""
+    nodes, inits = [], []
+    for stride in (8, 16, 32):
+        stride_nodes, stride_inits = _stride_outputs(stride, live=stride == 8)
+        nodes += stride_nodes
+        inits += stride_inits
+    outputs = [
+        helper.make_tensor_value_info(f"{kind}_{stride}", TensorProto.FLOAT, ["n", width])
+        for kind, width in (("score", 1), ("box", 4), ("kps", 10)) for stride in (8, 16, 32)
+    ]
+    graph = helper.make_graph(
+        nodes, "marker_detector", [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, "height", "width"])], outputs, inits
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    folder = Path(model_root) / "models" / "buffalo_l"
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, folder / "det_10g.onnx")
+    return Path(model_root)

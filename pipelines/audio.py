@@ -6,8 +6,8 @@ import tempfile
 from pathlib import Path
 
 import imageio_ffmpeg
-import librosa
 import numpy as np
+import soundfile
 import torch
 import torch.nn.functional as F
 
@@ -22,10 +22,10 @@ def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
     if not path.is_file():
         raise AudioError(f"{path}: audio file not found")
     try:
-        samples, rate = librosa.load(path, sr=None, mono=False)
-    except Exception:  # not a format libsndfile reads (M4A/AAC, a video's audio track): let ffmpeg decode it
+        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except soundfile.LibsndfileError:  # not a format libsndfile reads (M4A/AAC, a video's audio track): ffmpeg decodes it
         samples, rate = _decode_with_ffmpeg(path)
-    return np.atleast_2d(samples).astype(np.float32), int(rate)
+    return np.ascontiguousarray(samples.T), int(rate)
 
 
 def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
@@ -36,7 +36,7 @@ def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
         if result.returncode != 0 or not wav.is_file():
             detail = (result.stderr.strip().splitlines() or ["no audio stream"])[-1]
             raise AudioError(f"{path}: cannot read audio from this file ({detail}); use WAV, MP3, FLAC, M4A, OGG or a video with sound")
-        return librosa.load(wav, sr=None, mono=False)
+        return soundfile.read(wav, dtype="float32", always_2d=True)
 
 
 def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int, zero_crossings: int = 6, rolloff: float = 0.99) -> torch.Tensor:

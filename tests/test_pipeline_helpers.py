@@ -1,0 +1,152 @@
+"""The pipeline's helpers against the published fixtures and values worked out by hand from inference.md."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipelines.audio import audio_vectors_per_frame, resample
+from pipelines.context import context_windows, num_frames_for_audio, video_length
+from pipelines.kps import closest_pose_frame, draw_kps_image, load_kps_sequence, resample_kps_sequence, retarget_kps
+from pipelines.video import median_filter_video
+from tiny import GOLDEN, golden_case, rel_err
+
+CASES = GOLDEN / "cases"
+
+
+def test_windows_match_the_published_ones():
+    for combo in json.loads((CASES / "windows.json").read_text())["combos"]:
+        requested, frames, overlap = combo["L0"], combo["context_frames"], combo["context_overlap"]
+        length = video_length(requested, frames, overlap)
+        if "upstream_error" in combo:  # L0 < C: the published code fails; ours makes one window of all frames
+            assert length == requested and context_windows(length, frames, overlap) == [range(requested)]
+            continue
+        assert length == combo["video_length"]
+        assert [list(w) for w in context_windows(length, frames, overlap)] == combo["context_lists"]
+
+
+def test_windows_by_hand():
+    assert num_frames_for_audio(8.9015, 30) == 267
+    assert video_length(267) == 264 and video_length(1) == 1 and video_length(0) == 1
+    assert context_windows(44) == [range(0, 24), range(20, 44)]
+    assert context_windows(5) == [range(0, 5)]
+    assert context_windows(30, 12, 4) == [range(0, 12), range(8, 20), range(16, 28), range(18, 30)]  # a length the rule never makes
+
+
+def test_audio_vector_rows():
+    states = torch.arange(6, dtype=torch.float32)[:, None].repeat(1, 3)  # T=6 steps, value = index
+    vectors = audio_vectors_per_frame(states, num_frames=3, num_pad_audio_frames=2)  # 2L = 6 rows: interpolation is the identity
+    assert vectors.shape == (3, 10, 3)
+    # padded rows: 4 zeros, 0..5, 4 zeros; frame i takes rows [2i, 2i + 10)
+    padded = [0.0] * 4 + list(range(6)) + [0.0] * 4
+    for i in range(3):
+        assert vectors[i, :, 0].tolist() == padded[2 * i: 2 * i + 10]
+
+
+def test_audio_vectors_interpolate_linearly():
+    states = torch.tensor([[0.0], [4.0]])  # 2 steps stretched to 2L = 4 rows, half-pixel centres
+    vectors = audio_vectors_per_frame(states, num_frames=2, num_pad_audio_frames=0)
+    assert vectors.flatten().tolist() == [0.0, 1.0, 3.0, 4.0]
+
+
+def test_resample_length_and_band_limit():
+    rate_in, rate_out, n = 22050, 16000, 22050
+    t = torch.arange(n, dtype=torch.float64) / rate_in
+    tone = torch.sin(2 * math.pi * 440 * t)[None]
+    out = resample(tone, rate_in, rate_out)
+    assert out.shape == (1, math.ceil(n * rate_out / rate_in))
+    expected = torch.sin(2 * math.pi * 440 * torch.arange(out.shape[1], dtype=torch.float64) / rate_out)
+    assert (out[0, 200:-200] - expected[200:-200]).abs().max() < 1e-3  # a 440 Hz tone passes unchanged
+    high = torch.sin(2 * math.pi * 10000 * t)[None]  # above the new Nyquist frequency: removed
+    assert resample(high, rate_in, rate_out)[0, 200:-200].abs().max() < 0.05
+    assert torch.equal(resample(tone, 16000, 16000), tone)
+
+
+def test_retarget_matches_the_published_outputs():
+    case = golden_case("retarget")
+    selected = {"closest_last": 9, "closest_middle": 4, "closest_first": 0}
+    for name, index in selected.items():
+        driving = case[f"{name}.driving_kps"]
+        assert closest_pose_frame(case["reference_kps"], driving) == index
+        for strategy in ("offset_retarget", "naive_retarget"):
+            assert rel_err(retarget_kps(case["reference_kps"], driving, strategy), case[f"{name}.{strategy}"]) < 1e-5
+
+
+def test_retarget_by_hand():
+    reference = np.array([[10, 10], [30, 10], [20, 20]], dtype=np.float32)  # eyes 20 apart, nose 10 below
+    driving = np.array([[[0, 0], [40, 0], [20, 20]], [[2, 4], [42, 4], [22, 24]]], dtype=np.float32)  # twice as wide and as deep
+    assert retarget_kps(reference, driving, "fix_face", 3).tolist() == [reference.tolist()] * 3
+    assert retarget_kps(reference, driving, "no_retarget").tolist() == driving.tolist()
+    # scale 0.5 both ways: frame 1's nose moved (1, 2) after scaling
+    assert retarget_kps(reference, driving, "naive_retarget").tolist() == [reference.tolist(), (reference + [1, 2]).tolist()]
+    assert retarget_kps(reference, driving, "offset_retarget").tolist() == [reference.tolist(), (reference - [0.5, 1]).tolist()]
+    with pytest.raises(ValueError, match="unknown retarget strategy"):
+        retarget_kps(reference, driving, "mirror")
+
+
+def test_kps_images_match_the_published_drawing():
+    for image in json.loads((CASES / "kps_images.json").read_text())["images"]:
+        expected = np.asarray(Image.open(CASES / image["file"]).convert("RGB"))
+        drawn = draw_kps_image(image["height"], image["width"], np.array(image["kps"], dtype=np.float32))
+        assert np.array_equal(drawn, expected), image["file"]
+    pipeline = golden_case("pipeline")
+    sequence = resample_kps_sequence(pipeline["kps_sequence_raw"].numpy(), 28)
+    assert torch.equal(sequence, pipeline["kps_sequence"])
+    for i in range(28):
+        expected = np.asarray(Image.open(CASES / "pipeline_kps_images" / f"{i:03d}.png").convert("RGB"))
+        assert np.array_equal(draw_kps_image(128, 64, sequence[i].numpy()), expected), i
+
+
+def test_kps_image_by_hand():
+    image = draw_kps_image(64, 64, np.array([[20, 20], [44, 20], [32, 40]], dtype=np.float32))
+    assert image[20, 20].tolist() == [255, 0, 0] and image[20, 44].tolist() == [0, 255, 0] and image[40, 32].tolist() == [0, 0, 255]
+    assert image[30, 26].tolist() == [153, 0, 0] and image[30, 38].tolist() == [0, 153, 0]  # limb midpoints, 0.6 x colour
+    assert image[5, 5].tolist() == [0, 0, 0] and image[20, 32].tolist() == [0, 0, 0]
+
+
+def test_kps_resampling():
+    kps = np.stack([np.full((3, 2), i, np.float32) for i in range(4)])
+    assert resample_kps_sequence(kps, 2)[:, 0, 0].tolist() == [0.0, 1.0]  # longer: the first frames kept
+    assert resample_kps_sequence(kps[:2], 4)[:, 2, 1].tolist() == [0.0, 0.25, 0.75, 1.0]  # shorter: stretched linearly
+
+
+def test_kps_files_in_every_format(tmp_path):
+    frames = [np.array([[1, 2], [3, 4], [5, 6]], np.float32) + i for i in range(3)]
+    torch.save(frames, tmp_path / "published.pth")
+    torch.save(torch.tensor(np.stack(frames)), tmp_path / "tensor.pt")
+    np.save(tmp_path / "array.npy", np.stack(frames))
+    np.savez(tmp_path / "archive.npz", kps=np.stack(frames))
+    (tmp_path / "list.json").write_text(json.dumps([f.tolist() for f in frames]))
+    for name in ("published.pth", "tensor.pt", "array.npy", "archive.npz", "list.json"):
+        assert np.array_equal(load_kps_sequence(tmp_path / name), np.stack(frames)), name
+
+
+def test_median_filter_is_the_direct_median():
+    video = torch.rand(1, 3, 5, 6, 7, generator=torch.Generator().manual_seed(0))
+    filtered = median_filter_video(video, chunk_frames=2)
+    mirror = lambda i, n: -i if i < 0 else 2 * (n - 1) - i if i >= n else i  # noqa: E731  reflect, edge not repeated
+    array = video[0].numpy()
+    for c, t, y, x in [(0, 0, 0, 0), (1, 2, 3, 4), (2, 4, 5, 6), (0, 1, 0, 6), (2, 3, 2, 0)]:
+        values = [array[c, mirror(t + dt, 5), mirror(y + dy, 6), mirror(x + dx, 7)] for dt in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        assert filtered[0, c, t, y, x].item() == pytest.approx(float(np.median(values)), abs=0)
+
+
+@pytest.mark.parametrize("suffix, codec", [(".m4a", "aac"), (".mp3", "libmp3lame"), (".flac", "flac"), (".ogg", "libvorbis")])
+def test_audio_formats_decode_to_16k_mono(tmp_path, suffix, codec):
+    import subprocess
+
+    import imageio_ffmpeg
+    import soundfile as sf
+
+    from pipelines.audio import load_audio
+
+    t = np.arange(44100 * 2) / 44100
+    sf.write(tmp_path / "stereo.wav", np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 330 * t)], axis=1) * 0.5, 44100)
+    target = tmp_path / f"speech{suffix}"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(tmp_path / "stereo.wav"), "-c:a", codec, str(target)], check=True)
+    waveform = load_audio(target)
+    assert waveform.ndim == 1 and abs(len(waveform) / 16000 - 2.0) < 0.06
+    assert 0.2 < waveform.abs().max() < 1.0

@@ -1,5 +1,7 @@
 """VExpressPipeline: reference image + audio + keypoint images -> talking-head video."""
 
+import time
+
 import torch
 import torch.distributed as dist
 from diffusers import DiffusionPipeline
@@ -194,14 +196,12 @@ class _PhaseClock:
     """Seconds per phase (accelerator work finished before each reading)."""
 
     def __init__(self, timings: dict, device: torch.device):
-        import time
-
-        self._now, self.timings, self.device = time.perf_counter, timings, device
-        self._last = self._now()
+        self.timings, self.device = timings, device
+        self._last = time.perf_counter()
 
     def lap(self, phase: str) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        now = self._now()
+        now = time.perf_counter()
         self.timings[phase] = self.timings.get(phase, 0.0) + now - self._last
         self._last = now

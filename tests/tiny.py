@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from modules import AudioProjection, UNet3DConditionModel, VKpsGuider, reference_net_from_config
+from scripts.make_tiny_checkpoints import randomize_
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"
@@ -37,21 +38,6 @@ MOTION_KWARGS = {
     },
 }
 NO_MOTION_KWARGS = {**MOTION_KWARGS, "use_motion_module": False}
-
-
-def randomize_(module: torch.nn.Module, seed: int = 0, scale: float = 0.3) -> torch.nn.Module:
-    """Overwrite every parameter, so zero-initialised paths (motion proj_out, guider conv_out) are live."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            if name.endswith("weight") and param.ndim > 1:
-                fan_in = param[0].numel()
-                param.copy_(torch.randn(param.shape, generator=generator) / fan_in**0.5)
-            elif "norm" in name and name.endswith("weight"):
-                param.copy_(1 + 0.1 * torch.randn(param.shape, generator=generator))
-            else:
-                param.copy_(scale * torch.randn(param.shape, generator=generator))
-    return module.eval()
 
 
 def tiny_unet(motion=True, seed=0) -> UNet3DConditionModel:

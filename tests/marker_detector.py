@@ -15,8 +15,11 @@ BOX_DISTANCES = np.array([24, 24, 32, 32], dtype=np.float32)  # left, top, right
 
 
 def draw_marker(image: np.ndarray, x: int, y: int) -> np.ndarray:
-    """Paint the marker cell (RGB) whose top-left corner is (x, y), multiples of 8. Returns the image."""
-    image[y:y + CELL, x:x + CELL] = (0, 255, 0)
+    """Paint the marker around the cell (RGB) whose top-left corner is (x, y), multiples of 8: a green square
+    half a cell wider on each side, so that video compression leaves the cell itself green while its
+    neighbours stay half grey. Returns the image."""
+    half = CELL // 2
+    image[max(y - half, 0):y + CELL + half, max(x - half, 0):x + CELL + half] = (0, 255, 0)
     return image
 
 
@@ -31,7 +34,7 @@ def _stride_outputs(stride, live):
     nodes = [helper.make_node("AveragePool", ["input.1"], [f"pool{s}"], kernel_shape=[stride, stride], strides=[stride, stride])]
     # Greenness of a cell in the normalised RGB blob ((x - 127.5) / 128): G - (R + B) / 2, 2 for pure green.
     score_w = np.tile(np.array([[-0.5, 1.0, -0.5]], dtype=np.float32), (2, 1)).reshape(2, 3, 1, 1) * 20
-    score_b = np.full(2, -20 * 1.9 if live else -1000, dtype=np.float32)
+    score_b = np.full(2, -20 * 1.5 if live else -1000, dtype=np.float32)
     box_b = np.tile(BOX_DISTANCES / stride, 2).astype(np.float32)
     kps_b = np.tile(KPS_OFFSETS.reshape(-1) / stride, 2).astype(np.float32)
     inits = [

@@ -143,7 +143,7 @@ def check_inputs(args):
     elif args.reference_video and not Path(args.reference_video).is_file():
         raise InputError(f"{args.reference_video}: reference video not found")
 
-    missing = ModelPaths(**{f.name: getattr(args, f.name) for f in fields(ModelPaths)}).missing()
+    missing = ModelPaths.from_args(args).missing()
     if missing:
         raise InputError(f"missing model file {missing[0]}; download the weights with: python scripts/download_models.py")
     return waveform, driving_kps
@@ -201,9 +201,8 @@ def generate(args) -> int:
     kps_images = [Image.fromarray(draw_kps_image(height, width, kps.numpy())) for kps in kps_sequence]
 
     clock = time.perf_counter()
-    paths = ModelPaths(**{f.name: getattr(args, f.name) for f in fields(ModelPaths)})
     try:
-        pipeline = load_pipeline(paths, device, dtype)
+        pipeline = load_pipeline(ModelPaths.from_args(args), device, dtype)
     except CheckpointError as error:
         raise InputError(str(error)) from None
     if args.test_stage == "stage_1":

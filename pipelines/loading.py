@@ -1,6 +1,6 @@
 """Building a VExpressPipeline from a `model_ckpts`-layout folder."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -28,6 +28,15 @@ class ModelPaths:
     v_kps_guider_path: str = "./model_ckpts/v-express/v_kps_guider.bin"
     audio_projection_path: str = "./model_ckpts/v-express/audio_projection.bin"
     motion_module_path: str = "./model_ckpts/v-express/motion_module.bin"
+
+    @classmethod
+    def under(cls, folder) -> "ModelPaths":
+        """The same layout under another folder than `./model_ckpts/`."""
+        return cls(**{name: str(Path(folder) / default.removeprefix("./model_ckpts/")) for name, default in vars(cls()).items()})
+
+    @classmethod
+    def from_args(cls, args) -> "ModelPaths":
+        return cls(**{field.name: getattr(args, field.name) for field in fields(cls)})
 
     def missing(self) -> list[str]:
         """One line for each file or folder that is not there."""

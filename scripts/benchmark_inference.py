@@ -64,7 +64,7 @@ def main(argv=None):
 
     with tempfile.TemporaryDirectory() as folder:
         ckpts = (full_size_checkpoints if args.size == "full" else write_tiny_checkpoints)(Path(folder))
-        paths = ModelPaths(**{name: str(ckpts / default.removeprefix("./model_ckpts/")) for name, default in vars(ModelPaths()).items()})
+        paths = ModelPaths.under(ckpts)
         started = time.perf_counter()
         pipeline = load_pipeline(paths, device, dtype)
         load_seconds = time.perf_counter() - started

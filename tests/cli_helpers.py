@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -30,8 +29,7 @@ def make_model_ckpts(folder: Path) -> Path:
 
 def weight_flags(ckpts: Path) -> list[str]:
     """--unet_config_path ... --motion_module_path pointing into a model_ckpts-layout folder."""
-    defaults = {f.name: f.default for f in fields(ModelPaths)}
-    return [arg for name, default in defaults.items() for arg in (f"--{name}", str(ckpts / default.removeprefix("./model_ckpts/")))]
+    return [arg for name, path in vars(ModelPaths.under(ckpts)).items() for arg in (f"--{name}", path)]
 
 
 def make_inputs(folder: Path, seconds: float = 1.5) -> dict[str, Path]:

@@ -15,11 +15,7 @@ CASES = GOLDEN / "cases"
 
 @pytest.fixture(scope="module")
 def pipeline():
-    paths = ModelPaths(**{
-        field: str(GOLDEN_CKPTS / default.removeprefix("./model_ckpts/"))
-        for field, default in vars(ModelPaths()).items()
-    })
-    return load_pipeline(paths, audio_projection_config=GOLDEN_ARCH["audio_projection"])
+    return load_pipeline(ModelPaths.under(GOLDEN_CKPTS), audio_projection_config=GOLDEN_ARCH["audio_projection"])
 
 
 @pytest.fixture(scope="module")

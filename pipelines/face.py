@@ -13,13 +13,18 @@ class FaceError(ValueError):
 
 
 class FaceDetector:
-    """insightface's FaceAnalysis with only its detection model: faces as (bbox, det_score, kps (5, 2)).
+    """insightface's FaceAnalysis loading only the models a task needs: by default the detection model alone
+    (faces as bbox, det_score, kps (5, 2)); `tasks=None` loads every model in the folder (landmarks, pose,
+    gender/age, embedding), `tasks=(...)` those named (insightface task names such as "landmark_2d_106").
 
     `model_root` is the folder holding `models/buffalo_l/` (the published `--insightface_model_path`);
     `image_size` (width, height) the size of the images it will see.
     Nothing is downloaded: a missing model folder is a FaceError."""
 
-    def __init__(self, model_root: str | Path, image_size: tuple[int, int] = (640, 640), device: str = "cpu", gpu_id: int = 0):
+    def __init__(
+        self, model_root: str | Path, image_size: tuple[int, int] = (640, 640), device: str = "cpu", gpu_id: int = 0,
+        tasks: tuple[str, ...] | None = ("detection",),
+    ):
         folder = Path(model_root) / "models" / "buffalo_l"
         if not any(folder.glob("*.onnx")):
             raise FaceError(f"{folder}: no insightface detector (.onnx) found; {DOWNLOAD_HINT}")
@@ -27,8 +32,17 @@ class FaceDetector:
 
         on_gpu = device.startswith("cuda")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if on_gpu else ["CPUExecutionProvider"]
-        self.app = FaceAnalysis(name=str(folder), allowed_modules=["detection"], providers=providers)
+        allowed = None if tasks is None else sorted(set(tasks) | {"detection"})
+        self.app = FaceAnalysis(name=str(folder), allowed_modules=allowed, providers=providers)
         self.app.prepare(ctx_id=gpu_id if on_gpu else -1, det_size=tuple(image_size))
+        absent = sorted(set(tasks or ()) - set(self.app.models))
+        if absent:
+            raise FaceError(f"{folder}: no model for {', '.join(absent)} (buffalo_l's 2d106det.onnx gives landmark_2d_106); {DOWNLOAD_HINT}")
+
+    @property
+    def tasks(self) -> list[str]:
+        """insightface task names of the loaded models."""
+        return sorted(self.app.models)
 
     def faces(self, image_bgr: np.ndarray) -> list:
         """insightface Face records, largest first."""

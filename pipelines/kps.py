@@ -20,13 +20,16 @@ class KpsError(ValueError):
     """A keypoint sequence that cannot be used, with a message for the user."""
 
 
-def _numpy_allowlist():
-    """Exactly the numpy objects a pickled list of float32 arrays needs, under numpy 1 and numpy 2 names."""
-    reconstruct = np._core.multiarray._reconstruct if hasattr(np, "_core") else np.core.multiarray._reconstruct
+def numpy_allowlist(dtypes=(np.float32,)) -> list:
+    """Exactly the numpy objects that pickled arrays and scalars of `dtypes` need, under numpy 1 and numpy 2
+    names: what a weights-only `torch.load` may rebuild from the published keypoint and face-info files."""
+    core = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
     return [
-        (reconstruct, "numpy.core.multiarray._reconstruct"),
-        (reconstruct, "numpy._core.multiarray._reconstruct"),
-        np.ndarray, np.dtype, type(np.dtype(np.float32)),
+        (core._reconstruct, "numpy.core.multiarray._reconstruct"),
+        (core._reconstruct, "numpy._core.multiarray._reconstruct"),
+        (core.scalar, "numpy.core.multiarray.scalar"),
+        (core.scalar, "numpy._core.multiarray.scalar"),
+        np.ndarray, np.dtype, *(type(np.dtype(dtype)) for dtype in dtypes),
     ]
 
 
@@ -45,7 +48,7 @@ def load_kps_sequence(path: str | Path) -> np.ndarray:
         elif path.suffix == ".json":
             data = json.loads(path.read_text())
         else:
-            with torch.serialization.safe_globals(_numpy_allowlist()):
+            with torch.serialization.safe_globals(numpy_allowlist()):
                 data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise KpsError(

@@ -52,3 +52,17 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, audio_path: st
         raise
     os.replace(partial, path)
     return path
+
+
+def read_video(path: str | Path) -> tuple[np.ndarray, float]:
+    """A video file -> its frames (n, H, W, 3) uint8 RGB and its frame rate. Raises ValueError naming the file."""
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+        meta = next(reader)
+        width, height = meta["size"]
+        frames = [np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3) for raw in reader]
+    except (RuntimeError, OSError, StopIteration) as error:
+        raise ValueError(f"{path}: cannot read this video ({str(error).splitlines()[0][:200]})") from None
+    if not frames:
+        raise ValueError(f"{path}: the video has no frames")
+    return np.stack(frames), float(meta["fps"])

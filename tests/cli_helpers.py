@@ -64,3 +64,16 @@ def expected_length(seconds: float, fps: float = 30, context_frames: int = 24, c
     stride = context_frames - context_overlap
     return ((requested - context_frames) // stride) * stride + context_frames
 
+
+def write_lossless_video(path, frames, fps, audio_path=None):
+    """Lossless H.264 (full-resolution colour), so the marker cells keep their colour through the file."""
+    writer = imageio_ffmpeg.write_frames(
+        str(path), frames.shape[2:0:-1], fps=fps, codec="libx264", pix_fmt_out="yuv444p", macro_block_size=1,
+        output_params=["-crf", "0", "-shortest"], audio_path=str(audio_path) if audio_path else None,
+        audio_codec="aac" if audio_path else None, ffmpeg_log_level="error",
+    )
+    writer.send(None)
+    for frame in frames:
+        writer.send(frame)
+    writer.close()
+    return path

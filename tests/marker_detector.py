@@ -75,3 +75,40 @@ def write_marker_detector(model_root: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save(model, folder / "det_10g.onnx")
     return Path(model_root)
+
+
+# The landmark model's 106 points, in its normalised crop coordinates ([-1, 1] across 1.5x the face box, centred
+# on it): a ring for the face outline, and the mouth points (insightface's indices 52..71) on a small ellipse.
+_ANGLES = np.linspace(0, 2 * np.pi, 106, endpoint=False, dtype=np.float32)
+LANDMARKS_106 = np.stack([0.5 * np.cos(_ANGLES), 0.5 * np.sin(_ANGLES)], axis=1)
+_MOUTH = np.linspace(0, 2 * np.pi, 20, endpoint=False, dtype=np.float32)
+LANDMARKS_106[52:72] = np.stack([0.2 * np.cos(_MOUTH), 0.3 + 0.1 * np.sin(_MOUTH)], axis=1)
+
+
+def expected_landmarks(x: int, y: int) -> np.ndarray:
+    """The (106, 2) landmarks in image pixels for a marker at (x, y): its face box is (x - 24, y - 24, x + 32, y + 32)."""
+    left, top, right, bottom = x - BOX_DISTANCES[0], y - BOX_DISTANCES[1], x + BOX_DISTANCES[2], y + BOX_DISTANCES[3]
+    centre = np.array([(left + right) / 2, (top + bottom) / 2], dtype=np.float32)
+    return centre + LANDMARKS_106 * 0.75 * max(right - left, bottom - top)
+
+
+def write_landmark_model(model_root: str | Path) -> Path:
+    """Write `model_root/models/buffalo_l/2d106det.onnx`: a 192x192-input model that insightface routes to its
+    Landmark class and that always answers LANDMARKS_106 (so the landmarks follow the face box)."""
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["data"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "zeros", "landmarks"], ["fc1"]),
+    ]
+    inits = [numpy_helper.from_array(np.zeros((3, 212), np.float32), "zeros"), numpy_helper.from_array(LANDMARKS_106.reshape(-1), "landmarks")]
+    graph = helper.make_graph(
+        nodes, "constant_landmarks", [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 192, 192])],
+        [helper.make_tensor_value_info("fc1", TensorProto.FLOAT, [1, 212])], inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    folder = Path(model_root) / "models" / "buffalo_l"
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, folder / "2d106det.onnx")
+    return Path(model_root)

@@ -3,26 +3,10 @@
 import numpy as np
 import torch
 
-from cli_helpers import ROOT, run_cli
+from cli_helpers import ROOT, run_cli, write_lossless_video
 from marker_detector import draw_marker, expected_kps, write_marker_detector
 from pipelines.audio import load_audio
 from pipelines.kps import load_kps_sequence
-
-
-def write_video(path, frames, fps, audio_path=None):
-    """Lossless H.264 (full-resolution colour), so the marker cells keep their colour through the file."""
-    import imageio_ffmpeg
-
-    writer = imageio_ffmpeg.write_frames(
-        str(path), frames.shape[2:0:-1], fps=fps, codec="libx264", pix_fmt_out="yuv444p", macro_block_size=1,
-        output_params=["-crf", "0", "-shortest"], audio_path=str(audio_path) if audio_path else None,
-        audio_codec="aac" if audio_path else None, ffmpeg_log_level="error",
-    )
-    writer.send(None)
-    for frame in frames:
-        writer.send(frame)
-    writer.close()
-    return path
 
 
 def test_keypoints_follow_the_face_and_gaps_are_filled(tmp_path):
@@ -32,7 +16,7 @@ def test_keypoints_follow_the_face_and_gaps_are_filled(tmp_path):
     for i, (x, y) in enumerate(path):
         if i != 10:  # frame 10: no face
             draw_marker(frames[i], x, y)
-    video = write_video(tmp_path / "talk.mp4", np.stack(frames), 24, ROOT / "test_samples" / "speech.wav")
+    video = write_lossless_video(tmp_path / "talk.mp4", np.stack(frames), 24, ROOT / "test_samples" / "speech.wav")
     result = run_cli(
         "scripts/extract_kps_sequence_and_audio.py", "--video_path", video, "--kps_sequence_save_path", tmp_path / "kps.pth",
         "--audio_save_path", tmp_path / "audio.wav", "--insightface_model_path", detector_root, "--width", 64, "--height", 64, "--device", "cpu",
@@ -53,7 +37,7 @@ def test_keypoints_follow_the_face_and_gaps_are_filled(tmp_path):
 
 def test_video_without_audio_still_gives_keypoints(tmp_path):
     detector_root = write_marker_detector(tmp_path / "insightface")
-    video = write_video(tmp_path / "mute.mp4", np.stack([draw_marker(np.full((64, 64, 3), 60, np.uint8), 24, 32)] * 5), 25)
+    video = write_lossless_video(tmp_path / "mute.mp4", np.stack([draw_marker(np.full((64, 64, 3), 60, np.uint8), 24, 32)] * 5), 25)
     result = run_cli(
         "scripts/extract_kps_sequence_and_audio.py", "--video_path", video, "--kps_sequence_save_path", tmp_path / "kps.pth",
         "--audio_save_path", tmp_path / "audio.wav", "--insightface_model_path", detector_root, "--width", 64, "--height", 64,

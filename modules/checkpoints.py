@@ -162,3 +162,14 @@ def rename_legacy_audio_attention(state_dict: dict) -> dict:
 def motion_module_state_dict(state_dict: dict) -> dict:
     """The motion-module tensors of an AnimateDiff (`mm_sd_v15_v2`) or V-Express file."""
     return {key.removeprefix("module."): value for key, value in state_dict.items() if "motion_modules." in key}
+
+
+def load_partially(module: nn.Module, state_dict: dict, source: str, may_lack: Callable[[str], bool] = lambda key: False) -> list[str]:
+    """Load `state_dict` into an initialised `module`. Keys for which `may_lack(key)` is true may be absent: they
+    keep their initial values. Any other missing key, unexpected key or wrong shape is a CheckpointError.
+    Returns the keys left at their initial values."""
+    expected = module.state_dict()
+    lacking = [key for key in expected if key not in state_dict and may_lack(key)]
+    check_state_dict(module, {**state_dict, **{key: expected[key] for key in lacking}}, source)
+    module.load_state_dict(state_dict, strict=False)
+    return lacking

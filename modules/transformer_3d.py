@@ -25,6 +25,7 @@ class FrameConditions:
     reference_attention_weight: float = 1.0
     audio_attention_weight: float = 1.0
     num_unconditional: int = 0
+    reference_keep: torch.Tensor | None = None  # (conditional_batch * frames,)
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -86,21 +87,22 @@ class VExpressTransformerBlock(nn.Module):
             return zero_context_output(attn, queries)
         num_zero_rows = conditions.num_unconditional * conditions.num_frames
         if num_zero_rows == 0:
-            return attend(queries, context, conditions.num_frames)
-        return torch.cat(
-            [zero_context_output(attn, queries[:num_zero_rows]), attend(queries[num_zero_rows:], context, conditions.num_frames)]
-        )
+            return attend(queries, context, conditions)
+        return torch.cat([zero_context_output(attn, queries[:num_zero_rows]), attend(queries[num_zero_rows:], context, conditions)])
 
-    def _reference_attention(self, queries, reference_kv, num_frames):
+    def _reference_attention(self, queries, reference_kv, conditions):
         # Every frame of a video attends to the same bank: treat the frames' queries as one
         # long sequence so the bank's keys/values are used as they are, with no per-frame copies.
         key, value = reference_kv
+        num_frames = conditions.num_frames
         rows, tokens, dim = queries.shape
         query = split_heads(self.attn1_5.to_q(queries).reshape(rows // num_frames, num_frames * tokens, dim), self.attn1_5.heads)
         out = merge_heads(F.scaled_dot_product_attention(query, key, value)).reshape(rows, tokens, dim)
+        if conditions.reference_keep is not None:  # a zero bank has zero values: only the output bias remains
+            out = out * conditions.reference_keep[:, None, None].to(out.dtype)
         return self.attn1_5.to_out[0](out)
 
-    def _audio_attention(self, queries, audio_tokens, num_frames):
+    def _audio_attention(self, queries, audio_tokens, conditions):
         return self.attn2(queries, encoder_hidden_states=audio_tokens)
 
 

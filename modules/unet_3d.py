@@ -144,6 +144,7 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
         reference_attention_weight: float = 1.0,
         audio_attention_weight: float = 1.0,
         num_unconditional: int = 0,
+        reference_keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         sample: (batch, 4, frames, h, w) noisy latents. timestep: scalar or (batch,).
@@ -152,11 +153,13 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
         reference_kv: from `project_reference_bank`, batch conditional_batch.
         num_unconditional: the leading samples of the batch whose conditions are all zero
             (classifier-free guidance); the conditions above then cover only the samples after them.
+        reference_keep: (conditional_batch * frames,) 1 to use the reference bank, 0 for a zero bank (training's dropout).
         Returns (batch, 4, frames, h, w).
         """
         batch, _, num_frames, height, width = sample.shape
         conditions = FrameConditions(
-            num_frames, audio_tokens, reference_kv, reference_attention_weight, audio_attention_weight, num_unconditional
+            num_frames, audio_tokens, reference_kv, reference_attention_weight, audio_attention_weight, num_unconditional,
+            reference_keep,
         )
         if audio_tokens is not None and audio_tokens.ndim == 4:
             conditions.audio_tokens = audio_tokens.flatten(0, 1)

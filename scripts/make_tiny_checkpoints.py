@@ -1,5 +1,6 @@
 """Write a complete `model_ckpts`-layout folder of tiny random-weight networks (same architectures,
-same file formats as the published weights), so that the whole CLI runs in seconds on a CPU.
+same file formats as the published weights), so that the whole CLI runs in seconds on a CPU; plus the
+tiny image-variation UNet (`sd-image-variations-diffusers/unet/`) that training_configs/tiny.yaml starts from.
 
     python scripts/make_tiny_checkpoints.py OUT_DIR [--seed 0]
 """
@@ -13,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffusers import AutoencoderKL  # noqa: E402
+from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: E402
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model  # noqa: E402
 
 from modules import AudioProjection, UNet3DConditionModel, VKpsGuider, reference_net_from_config  # noqa: E402
@@ -88,6 +89,8 @@ def write_tiny_checkpoints(out_dir: str | Path, seed: int = 0) -> Path:
     torch.save(randomize_(reference_net_from_config(UNET_CONFIG), seed + 3).state_dict(), express_dir / "reference_net.bin")
     torch.save(randomize_(VKpsGuider(**V_KPS_GUIDER_CONFIG), seed + 4).state_dict(), express_dir / "v_kps_guider.bin")
     torch.save(randomize_(AudioProjection(**AUDIO_PROJECTION_CONFIG), seed + 5).state_dict(), express_dir / "audio_projection.bin")
+    # The image-variation UNet that training's stage 1 starts both UNets from (diffusers folder layout).
+    randomize_(UNet2DConditionModel.from_config(UNET_CONFIG), seed + 6).save_pretrained(out / "sd-image-variations-diffusers" / "unet")
     return out
 
 

@@ -206,7 +206,7 @@ def generate(args) -> int:
     except CheckpointError as error:
         raise InputError(str(error)) from None
     if args.test_stage == "stage_1":
-        zero_motion_and_audio_paths(pipeline.denoising_unet)
+        pipeline.denoising_unet.zero_audio_and_motion_outputs()  # the network as stage 1 trained it
     pipeline.set_progress_bar_config(disable=not is_main, leave=False)
     timings["loading"] = time.perf_counter() - clock
     if device.type == "cuda":
@@ -234,13 +234,6 @@ def generate(args) -> int:
     print("seconds per phase: " + ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in timings.items()))
     print(f"generation: {length / generation_seconds:.2f} frames/s; total {time.perf_counter() - started:.1f} s; peak memory {peak_memory(device)}")
     return 0
-
-
-def zero_motion_and_audio_paths(denoising_unet):
-    """--test_stage stage_1: the network as stage 1 trained it, with motion modules and audio attention silent."""
-    for name, param in denoising_unet.named_parameters():
-        if "temporal_transformer.proj_out" in name or "attn2.to_out" in name:
-            param.data.zero_()
 
 
 def peak_memory(device) -> str:

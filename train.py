@@ -30,7 +30,7 @@ from modules.checkpoints import (
 from pipelines.config import load_inference_config
 from pipelines.dataset_files import DatasetError, save_atomically
 from pipelines.training import (
-    MODULE_NAMES, StepSettings, VExpressNetworks, training_noise_scheduler, training_step, zero_audio_and_motion_outputs,
+    MODULE_NAMES, StepSettings, VExpressNetworks, training_noise_scheduler, training_step,
 )
 from pipelines.training_data import SampleKeys, TalkingHeadDataset
 
@@ -108,7 +108,7 @@ def build_networks(config, report=print) -> VExpressNetworks:
             load_partially(network, read_state_dict(path), path)
             report(f"{name} from {path}")
     if config.zero_audio_and_motion_outputs:
-        zero_audio_and_motion_outputs(networks.denoising_unet)
+        networks.denoising_unet.zero_audio_and_motion_outputs()
     return networks
 
 
@@ -176,6 +176,8 @@ def train(config, config_name: str) -> Path:
         log_with=log_with, project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
     say = accelerator.print
+    if accelerator.state.deepspeed_plugin is not None:  # no DataLoader goes through prepare(): DeepSpeed needs the batch size
+        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = data.train_bs
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(config, output_dir / "config.yaml")

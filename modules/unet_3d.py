@@ -121,6 +121,14 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
         config.update(dict(unet_additional_kwargs or {}))
         return cls(**config)
 
+    @torch.no_grad()
+    def zero_audio_and_motion_outputs(self) -> None:
+        """Zero the motion modules' `proj_out` and the audio attention's `to_out`: both paths become identities,
+        the network as stage 1 trains it (the published code does this at the start of every training stage)."""
+        for name, param in self.named_parameters():
+            if "temporal_transformer.proj_out" in name or "attn2.to_out" in name:
+                param.zero_()
+
     @property
     def reference_block_paths(self) -> list[str]:
         """Module paths of the spatial transformer blocks, the keys of the reference bank."""

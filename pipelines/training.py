@@ -136,11 +136,3 @@ def training_step(networks: VExpressNetworks, vae, scheduler, batch: dict, setti
     prediction = networks(noisy_latents, timesteps, reference_latents, batch["audio"], batch["kps_images"], keep)
     return diffusion_loss(prediction, target, batch["lip_masks"], timesteps, scheduler, settings.lip_loss_weight, settings.snr_gamma)
 
-
-def zero_audio_and_motion_outputs(denoising_unet) -> None:
-    """The published stage start: the motion modules' `proj_out` and the audio attention's `to_out` set to zero,
-    so both start as identities."""
-    with torch.no_grad():
-        for name, param in denoising_unet.named_parameters():
-            if "temporal_transformer.proj_out" in name or "attn2.to_out" in name:
-                param.zero_()

@@ -1,0 +1,130 @@
+"""What a complete `model_ckpts/` folder holds (model_ckpts.md), and a check of every file: present, size,
+and loadable with the right keys. The weight files are read weights-only; networks are built on the `meta`
+device for the key check, so checking costs no memory."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# Part name (what `download_models.py --include` takes) -> (what it is, required files relative to model_ckpts/,
+# each given as its accepted names, the first found counting).
+PARTS = {
+    "v-express": ("the five V-Express networks", [(f"v-express/{name}.bin",) for name in (
+        "reference_net", "denoising_unet", "motion_module", "v_kps_guider", "audio_projection")]),
+    "stable-diffusion-v1-5": ("the SD1.5 UNet architecture (config only)", [("stable-diffusion-v1-5/unet/config.json",)]),
+    "sd-vae-ft-mse": ("the VAE", [("sd-vae-ft-mse/config.json",),
+                                  ("sd-vae-ft-mse/diffusion_pytorch_model.safetensors", "sd-vae-ft-mse/diffusion_pytorch_model.bin")]),
+    "wav2vec2-base-960h": ("the audio encoder", [("wav2vec2-base-960h/config.json",), ("wav2vec2-base-960h/preprocessor_config.json",),
+                                                 ("wav2vec2-base-960h/model.safetensors", "wav2vec2-base-960h/pytorch_model.bin")]),
+    "insightface_models": ("the face detector (buffalo_l)", [("insightface_models/models/buffalo_l/det_10g.onnx",)]),
+}
+
+
+@dataclass
+class FileCheck:
+    part: str
+    file: str
+    present: bool
+    size: int = 0
+    loads: str = "-"  # "ok", "-" (not checked), or what is wrong
+
+    @property
+    def ok(self) -> bool:
+        return self.present and self.loads in ("ok", "-")
+
+
+def check_model_folder(folder, parts=None, load=True) -> list[FileCheck]:
+    """One row per required file of each part (default all): present, size, and (`load`) whether it loads."""
+    folder = Path(folder)
+    rows = []
+    for part in parts or PARTS:
+        for names in PARTS[part][1]:
+            path = next((folder / name for name in names if (folder / name).is_file()), None)
+            row = FileCheck(part, str(path.relative_to(folder)) if path else " or ".join(names), path is not None, path.stat().st_size if path else 0)
+            if path is not None and load:
+                row.loads = _loads(folder, part, path)
+            rows.append(row)
+    return rows
+
+
+def _loads(folder: Path, part: str, path: Path) -> str:
+    try:
+        if part == "v-express":
+            _check_network_file(folder, path)
+        elif part == "stable-diffusion-v1-5":
+            import json
+
+            config = json.loads(path.read_text())
+            if "block_out_channels" not in config:
+                return "not a UNet config"
+        elif part == "sd-vae-ft-mse" and path.name.startswith("diffusion_pytorch_model"):
+            from diffusers import AutoencoderKL
+
+            AutoencoderKL.from_pretrained(path.parent)
+        elif part == "wav2vec2-base-960h" and path.suffix in (".safetensors", ".bin"):
+            from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+            Wav2Vec2Model.from_pretrained(path.parent)
+            Wav2Vec2FeatureExtractor.from_pretrained(path.parent)
+        elif part == "insightface_models":
+            import onnx
+
+            onnx.checker.check_model(str(path))
+    except Exception as error:  # any failure to load is reported in the table, not raised
+        message = str(error).splitlines()[0].replace(f"{path}: ", "").split("; download")[0]  # the table names the file already
+        return message[:160] or type(error).__name__
+    return "ok"
+
+
+def _check_network_file(folder: Path, path: Path) -> None:
+    """Keys and shapes of a V-Express weight file against its network, built on `meta` from the folder's UNet config."""
+    import torch
+
+    from modules import AudioProjection, UNet3DConditionModel, VKpsGuider, reference_net_from_config
+    from modules.checkpoints import audio_projection_config, check_state_dict, read_state_dict, v_kps_guider_config
+
+    from .config import load_inference_config
+
+    state_dict = read_state_dict(path)
+    unet_config = folder / "stable-diffusion-v1-5" / "unet" / "config.json"
+    name = path.stem
+    with torch.device("meta"):
+        if name == "reference_net":
+            network = reference_net_from_config(str(unet_config))
+        elif name in ("denoising_unet", "motion_module"):
+            network = UNet3DConditionModel.from_config_2d(str(unet_config), load_inference_config()["unet_additional_kwargs"])
+            expected = network.state_dict()
+            part = {k: v for k, v in expected.items() if ("motion_modules." in k) == (name == "motion_module")}
+            if name == "denoising_unet":  # it may also hold the motion modules
+                state_dict = {k: v for k, v in state_dict.items() if "motion_modules." not in k}
+            _compare(part, state_dict, path)
+            return
+        elif name == "v_kps_guider":
+            network = VKpsGuider(**v_kps_guider_config(state_dict))
+        else:
+            network = AudioProjection(**audio_projection_config(state_dict))
+    check_state_dict(network, state_dict, str(path))
+
+
+def _compare(expected: dict, state_dict: dict, path: Path) -> None:
+    from modules.checkpoints import CheckpointError
+
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong = [k for k in expected if k in state_dict and state_dict[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} wrong-shape keys (e.g. {(missing + unexpected + wrong)[:2]})")
+
+
+def format_table(rows: list[FileCheck]) -> str:
+    table = [("file", "present", "size", "loads")]
+    for row in rows:
+        table.append((row.file, "yes" if row.present else "MISSING", _size(row.size) if row.present else "-", row.loads))
+    widths = [max(len(r[i]) for r in table) for i in range(3)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths + [0])).rstrip() for r in table)
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024

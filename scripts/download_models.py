@@ -1,0 +1,121 @@
+"""Download the published V-Express weights from the Hugging Face Hub and lay them out as model_ckpts/.
+
+    python scripts/download_models.py                                  # everything, into ./model_ckpts
+    python scripts/download_models.py --include v-express insightface_models
+    python scripts/download_models.py --check                          # only verify ./model_ckpts
+    python scripts/download_models.py --repo_id ./V-Express            # from a git clone of the Hub repository
+
+Parts: v-express (the five networks), stable-diffusion-v1-5 (UNet config), sd-vae-ft-mse (VAE),
+wav2vec2-base-960h (audio encoder), insightface_models (face detector). Interrupted downloads resume where
+they stopped when run again. Files reach their final place only once complete; the check at the end says
+what is missing, if anything.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines.model_check import PARTS, check_model_folder, format_table  # noqa: E402
+
+HUB_REPO = "tk93/V-Express"
+STAGING = ".download"  # inside --local_dir: huggingface_hub's resumable download lands here first
+
+
+def hub_patterns(part: str) -> list[str]:
+    """Where a part lives in the Hub repository: its model_ckpts/ folder, and the five .bin files at its root."""
+    return ["*.bin"] if part == "v-express" else [f"model_ckpts/{part}/*"]
+
+
+def source_files(source: Path, part: str) -> dict[Path, str]:
+    """Files of `part` in a Hub-layout folder -> their path relative to model_ckpts/."""
+    if part == "v-express":
+        names = [Path(names[0]).name for names in PARTS[part][1]]
+        candidates = {source / name: f"v-express/{name}" for name in names}
+        candidates.update({source / "model_ckpts" / "v-express" / name: f"v-express/{name}" for name in names if not (source / name).is_file()})
+        return {path: target for path, target in candidates.items() if path.is_file()}
+    folder = source / "model_ckpts" / part
+    return {path: str(path.relative_to(source / "model_ckpts")) for path in sorted(folder.rglob("*")) if path.is_file()} if folder.is_dir() else {}
+
+
+def lay_out(files: dict[Path, str], local_dir: Path, move: bool) -> None:
+    """Each file to local_dir/target through a temporary name, so a target only ever holds a complete file.
+    Required files go last: an interrupted lay-out never looks complete to the check."""
+    required = {name for names in (n for part in PARTS.values() for n in part[1]) for name in names}
+    for path, target in sorted(files.items(), key=lambda item: item[1] in required):
+        destination = local_dir / target
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_name(f".{destination.name}.partial")
+        if move:
+            shutil.move(path, partial)
+        else:
+            shutil.copyfile(path, partial)
+        os.replace(partial, destination)
+
+
+def download(repo_id: str, parts: list[str], local_dir: Path) -> tuple[Path, bool]:
+    """-> (a Hub-layout folder holding the parts, whether its files may be moved rather than copied)."""
+    if Path(repo_id).is_dir():  # a local clone of the Hub repository
+        return Path(repo_id), False
+    from huggingface_hub import snapshot_download
+
+    staging = local_dir / STAGING
+    patterns = [pattern for part in parts for pattern in hub_patterns(part)]
+    snapshot_download(repo_id, local_dir=staging, allow_patterns=patterns)
+    return staging, True
+
+
+def manual_instructions(repo_id: str, parts: list[str], local_dir: Path) -> str:
+    return (
+        f"get them by hand from https://huggingface.co/{repo_id}/tree/main (or `git clone https://huggingface.co/{repo_id}` and "
+        f"run this script with --repo_id pointing at the clone): put its model_ckpts/<part>/ folders in {local_dir}/ and its five "
+        f".bin files in {local_dir}/v-express/ (parts: {', '.join(parts)})"
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--local_dir", default="./model_ckpts", help="where to lay the weights out (default ./model_ckpts)")
+    parser.add_argument("--repo_id", default=HUB_REPO, help=f"Hub repository (default {HUB_REPO}) or a local clone of it")
+    parser.add_argument("--include", nargs="+", choices=list(PARTS), metavar="PART", help=f"only these parts: {', '.join(PARTS)}")
+    parser.add_argument("--check", action="store_true", help="only verify the files in --local_dir and print a table")
+    args = parser.parse_args(argv)
+    local_dir, parts = Path(args.local_dir), args.include or list(PARTS)
+    say = lambda message: print(message, file=sys.stderr)  # noqa: E731
+
+    if not args.check:
+        try:
+            source, move = download(args.repo_id, parts, local_dir)
+        except Exception as error:  # offline, unreachable, unknown repository: say what is missing and how to get it
+            detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            missing = [row.file for row in check_model_folder(local_dir, parts, load=False) if not row.present]
+            say(f"error: could not download from {args.repo_id} ({detail})")
+            say(f"missing in {local_dir}: {', '.join(missing) or 'nothing'}")
+            say(manual_instructions(args.repo_id, parts, local_dir))
+            return 1
+        for part in parts:
+            files = source_files(source, part)
+            if not files:
+                say(f"error: {source} has no files for {part} ({PARTS[part][0]}); {manual_instructions(args.repo_id, [part], local_dir)}")
+                return 1
+            lay_out(files, local_dir, move)
+        if move:
+            shutil.rmtree(source, ignore_errors=True)
+
+    rows = check_model_folder(local_dir, parts)
+    print(format_table(rows))
+    bad = [row for row in rows if not row.ok]
+    if bad:
+        bad_parts = sorted({row.part for row in bad})
+        say(f"{len(bad)} of {len(rows)} files missing or not loadable; get them with: "
+            f"python scripts/download_models.py --local_dir {local_dir} --include {' '.join(bad_parts)}")
+        return 1
+    print(f"all {len(rows)} files present and loadable in {local_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

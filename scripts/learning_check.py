@@ -1,0 +1,147 @@
+"""Does training teach the networks what V-Express needs? Train the tiny architecture on synthetic talking
+faces (scripts/make_synthetic_dataset.py: mouth opening follows the sound's loudness, head follows the
+keypoints) and measure, on a held-out clip, how well generated videos follow both, before and after:
+
+- lip sync: Pearson correlation between the mouth opening seen in each generated frame (dark mouth pixels)
+  and the true opening (the clip's loudness);
+- head motion: mean distance in pixels between the eyes found in each generated frame (dark eye pixels)
+  and the driving keypoints' eyes.
+
+    python scripts/learning_check.py --work_dir exp_output/learning_check --steps 600
+
+A CPU run of a few hundred steps takes minutes; it is a check to run by hand, not a test.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines.dataset_files import load_face_info, read_meta  # noqa: E402
+from pipelines.kps import draw_kps_image  # noqa: E402
+from pipelines.video import read_video  # noqa: E402
+from scripts.make_synthetic_dataset import write_synthetic_dataset  # noqa: E402
+from scripts.make_tiny_checkpoints import write_tiny_checkpoints  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 64
+
+
+def mouth_darkness(frame: np.ndarray, kps: np.ndarray) -> float:
+    """Fraction of mouth-coloured pixels (red, dark) in the window below the nose where the mouth should be."""
+    eye_distance = np.linalg.norm(kps[1] - kps[0])
+    centre = kps[2] + np.array([0.0, 0.95 * eye_distance])
+    half = np.maximum(np.array([0.6, 0.5]) * eye_distance, 2).astype(int)
+    x0, y0 = np.clip((centre - half).astype(int), 0, SIZE - 1)
+    x1, y1 = np.clip((centre + half).astype(int) + 1, 1, SIZE)
+    window = frame[y0:y1, x0:x1].astype(np.float32)
+    mouth = (window[..., 0] - window[..., 1] > 50) & (window[..., 1] < 90)
+    return float(mouth.mean()) if mouth.size else 0.0
+
+
+def eye_positions(frame: np.ndarray) -> np.ndarray | None:
+    """Centroids of the dark bluish eye pixels left and right of their common centre, or None if not found."""
+    pixels = frame.astype(np.float32)
+    dark = (pixels.sum(axis=-1) < 200) & (pixels[..., 2] >= pixels[..., 0] - 10)
+    ys, xs = np.nonzero(dark)
+    if len(xs) < 4:
+        return None
+    middle = xs.mean()
+    sides = [(xs < middle), (xs >= middle)]
+    if min(side.sum() for side in sides) < 2:
+        return None
+    return np.array([[xs[side].mean(), ys[side].mean()] for side in sides], np.float32)
+
+
+def follow_scores(video: np.ndarray, driving_kps: np.ndarray, opening: np.ndarray) -> dict:
+    darkness = np.array([mouth_darkness(frame, kps) for frame, kps in zip(video, driving_kps)])
+    lip_sync = float(np.corrcoef(darkness, opening[:len(darkness)])[0, 1]) if darkness.std() > 0 else 0.0
+    errors, misses = [], 0
+    for frame, kps in zip(video, driving_kps):
+        eyes = eye_positions(frame)
+        if eyes is None:
+            misses += 1
+        else:
+            errors.append(float(np.linalg.norm(eyes - kps[:2], axis=1).mean()))
+    return {"lip_sync_correlation": lip_sync, "eye_error_px": float(np.mean(errors)) if errors else float("nan"), "frames_without_eyes": misses}
+
+
+@torch.no_grad()
+def generate(ckpts: Path, weights: dict[str, Path], clip: dict, steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out clip re-generated from its first frame, its sound and its keypoints: (frames, driving kps)."""
+    from PIL import Image
+
+    from pipelines.audio import load_audio
+    from pipelines.loading import ModelPaths, load_pipeline
+
+    paths = ModelPaths.under(ckpts)
+    for name, path in weights.items():
+        setattr(paths, f"{name}_path", str(path))
+    pipeline = load_pipeline(paths)
+    pipeline.set_progress_bar_config(disable=True)
+    frames, _ = read_video(clip["video"])
+    kps = np.stack([face["kps"][:3] for face in load_face_info(clip["face_info"])])
+    length = min(len(frames), 24)
+    video = pipeline(
+        Image.fromarray(frames[0]), [Image.fromarray(draw_kps_image(SIZE, SIZE, k)) for k in kps[:length]], load_audio(clip["video"]),
+        SIZE, SIZE, length, steps, guidance_scale=3.5, context_frames=24, generator=torch.Generator().manual_seed(seed),
+    )
+    return (video[0].permute(1, 2, 3, 0).numpy() * 255).astype(np.uint8), kps[:length]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work_dir", default="exp_output/learning_check")
+    parser.add_argument("--clips", type=int, default=8, help="training clips (one more is held out)")
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=600, help="training steps")
+    parser.add_argument("--inference_steps", type=int, default=20)
+    args = parser.parse_args(argv)
+    from train import load_config, train
+
+    work = Path(args.work_dir)
+    ckpts = write_tiny_checkpoints(work / "ckpts")
+    meta = write_synthetic_dataset(work / "data", args.clips + 1, args.frames, SIZE, ckpts / "wav2vec2-base-960h", seed=100)
+    clips = read_meta(meta)
+    held_out = clips[-1]
+    opening = np.load(Path(held_out["video"]).with_name(Path(held_out["video"]).stem + "_mouth_opening.npy"))
+    train_meta = work / "data" / "train_meta.json"
+    train_meta.write_text(json.dumps(json.loads(meta.read_text())[:-1], indent=2))
+
+    config = OmegaConf.load(ROOT / "training_configs" / "tiny.yaml")
+    config.data.meta_paths = [str(train_meta)]
+    config.base_model_path, config.vae_model_path = str(ckpts / "sd-image-variations-diffusers"), str(ckpts / "sd-vae-ft-mse")
+    config.output_dir, config.report_to = str(work / "run"), "none"
+    config.solver.max_train_steps = config.checkpointing_steps = args.steps
+    config.resume_from_checkpoint = ""
+    config_path = work / "learning_check.yaml"
+    OmegaConf.save(config, config_path)
+
+    names = ("reference_net", "denoising_unet", "motion_module", "v_kps_guider", "audio_projection")
+    before = follow_scores(*generate(ckpts, {}, held_out, args.inference_steps), opening)
+    started = time.perf_counter()
+    train(load_config(config_path), "learning_check")
+    seconds = time.perf_counter() - started
+    trained = {name: work / "run" / f"{name}-{args.steps}.pth" for name in names}
+    video, kps = generate(ckpts, trained, held_out, args.inference_steps)
+    after = follow_scores(video, kps, opening)
+    from PIL import Image
+
+    Image.fromarray(np.concatenate(list(video[:8]), axis=1)).save(work / "after_training_frames.png")
+    print(f"\ntrained {args.steps} steps on {args.clips} clips in {seconds:.0f} s; held-out clip {Path(held_out['video']).name}")
+    print(f"{'':24}{'before':>10}{'after':>10}")
+    for key in before:
+        print(f"{key:24}{before[key]:>10.3f}{after[key]:>10.3f}")
+    print(f"frames: {work / 'after_training_frames.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""scripts/download_models.py without network: a local folder laid out like the Hub repository (tiny
+checkpoints), the offline failure, and --check."""
+
+import shutil
+
+import pytest
+
+from cli_helpers import make_model_ckpts, run_cli
+from pipelines.model_check import PARTS
+
+
+@pytest.fixture(scope="module")
+def hub_clone(tmp_path_factory):
+    """Like `git clone https://huggingface.co/tk93/V-Express`: model_ckpts/<part>/ folders, five .bin files at the root."""
+    root = tmp_path_factory.mktemp("hub")
+    ckpts = make_model_ckpts(root / "built")
+    clone = root / "V-Express"
+    for part in PARTS:
+        if part != "v-express":
+            shutil.copytree(ckpts / part, clone / "model_ckpts" / part)
+    for weights in (ckpts / "v-express").glob("*.bin"):
+        shutil.copy(weights, clone / weights.name)
+    return clone
+
+
+def test_lays_out_a_hub_clone_and_verifies_it(hub_clone, tmp_path):
+    out = tmp_path / "model_ckpts"
+    result = run_cli("scripts/download_models.py", "--repo_id", hub_clone, "--local_dir", out)
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert "all 12 files present and loadable" in result.stdout
+    for weights in hub_clone.glob("*.bin"):
+        assert (out / "v-express" / weights.name).read_bytes() == weights.read_bytes()
+    assert (out / "insightface_models" / "models" / "buffalo_l" / "det_10g.onnx").is_file()
+    assert not list(out.rglob("*.partial"))
+
+    check = run_cli("scripts/download_models.py", "--check", "--local_dir", out)
+    assert check.returncode == 0 and "v-express/denoising_unet.bin" in check.stdout
+
+    # A truncated weight file and a missing one are named, with the command that fixes them.
+    weights = out / "v-express" / "denoising_unet.bin"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    (out / "wav2vec2-base-960h" / "config.json").unlink()
+    check = run_cli("scripts/download_models.py", "--check", "--local_dir", out)
+    assert check.returncode == 1
+    row = next(line for line in check.stdout.splitlines() if line.startswith("v-express/denoising_unet.bin"))
+    assert "truncated or corrupt" in row
+    assert any(line.startswith("wav2vec2-base-960h/config.json") and "MISSING" in line for line in check.stdout.splitlines())
+    assert "--include v-express wav2vec2-base-960h" in check.stderr and "Traceback" not in check.stderr
+
+
+def test_include_fetches_only_the_parts_asked_for(hub_clone, tmp_path):
+    out = tmp_path / "model_ckpts"
+    result = run_cli("scripts/download_models.py", "--repo_id", hub_clone, "--local_dir", out, "--include", "v-express", "stable-diffusion-v1-5")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["stable-diffusion-v1-5", "v-express"]
+
+
+def test_offline_says_what_is_missing_and_leaves_nothing_that_looks_complete(tmp_path):
+    out = tmp_path / "model_ckpts"
+    result = run_cli("scripts/download_models.py", "--local_dir", out, "--include", "v-express")  # HF_HUB_OFFLINE=1 in run_cli
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "could not download from tk93/V-Express" in result.stderr
+    assert "v-express/reference_net.bin" in result.stderr and "huggingface.co/tk93/V-Express" in result.stderr
+    assert not (out / "v-express").exists()
+
+
+def test_a_clone_without_a_part_is_an_error(hub_clone, tmp_path):
+    partial_clone = tmp_path / "clone"
+    shutil.copytree(hub_clone, partial_clone, ignore=shutil.ignore_patterns("sd-vae-ft-mse"))
+    result = run_cli("scripts/download_models.py", "--repo_id", partial_clone, "--local_dir", tmp_path / "out", "--include", "sd-vae-ft-mse")
+    assert result.returncode == 1 and "has no files for sd-vae-ft-mse" in result.stderr

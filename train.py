@@ -83,6 +83,8 @@ def build_networks(config, report=print) -> VExpressNetworks:
         VKpsGuider(**OmegaConf.to_container(config.v_kps_guider_kwargs)), AudioProjection(**OmegaConf.to_container(config.audio_projection_kwargs)),
     )
     base_weights, base_source = _base_unet_weights(base)
+    if base_weights is None and not (config.reference_net_path and config.denoising_unet_path):
+        report(f"note: no weights in {base / 'unet'} and no starting file for a UNet: it starts from random values")
 
     if config.reference_net_path or base_weights is not None:
         state, source = (read_state_dict(config.reference_net_path), config.reference_net_path) if config.reference_net_path else (base_weights, base_source)

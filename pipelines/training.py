@@ -45,14 +45,15 @@ class VExpressNetworks(nn.Module):
     def set_trainable(self, module_training: dict) -> None:
         """`module_training`: {name in MODULE_NAMES: bool}. The denoising UNet's audio attention (`attn2`, `norm2`
         of its spatial transformers) trains with the audio projection, its motion modules with `motion_module`;
-        ReferenceNet's `up_blocks.3` never trains (most of its output is never used)."""
+        ReferenceNet's `up_blocks.3` and `conv_out` never train: the bank is read inside the network and its output
+        is discarded, so they get (almost) no gradient, and under DDP a trainable parameter without one is an error."""
         unknown = set(module_training) - set(MODULE_NAMES)
         if unknown:
             raise ValueError(f"module_training: unknown module(s) {sorted(unknown)}; known: {', '.join(MODULE_NAMES)}")
         for name, network in (("reference_net", self.reference_net), ("v_kps_guider", self.v_kps_guider), ("audio_projection", self.audio_projection)):
             network.requires_grad_(bool(module_training.get(name)))
         for name, param in self.reference_net.named_parameters():
-            if name.startswith("up_blocks.3."):
+            if name.startswith(("up_blocks.3.", "conv_out.")):
                 param.requires_grad_(False)
         for name, param in self.denoising_unet.named_parameters():
             if "motion_modules." in name:

@@ -131,8 +131,9 @@ class TalkingHeadDataset(Dataset):
 
 
 class SampleKeys(Sampler):
-    """The sample keys one process reads, from optimizer step `start_step` on, forever: micro-batch m of the run
-    holds keys (m * processes + process) * batch_size + 0 .. batch_size - 1."""
+    """The sample keys one process reads, from micro-batch `start_micro_batch` on, forever: micro-batch m of the
+    run holds keys (m * processes + process) * batch_size + 0 .. batch_size - 1, so a resumed run reads on
+    exactly where the interrupted one stopped."""
 
     def __init__(self, batch_size: int, process_index: int = 0, num_processes: int = 1, start_micro_batch: int = 0):
         self.batch_size, self.process_index, self.num_processes, self.start = batch_size, process_index, num_processes, start_micro_batch

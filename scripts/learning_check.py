@@ -4,8 +4,10 @@ keypoints) and measure, on a held-out clip, how well generated videos follow bot
 
 - lip sync: Pearson correlation between the mouth opening seen in each generated frame (dark mouth pixels)
   and the true opening (the clip's loudness);
-- head motion: mean distance in pixels between the eyes found in each generated frame (dark eye pixels)
-  and the driving keypoints' eyes.
+- head motion: mean distance in pixels between the face centre found in each generated frame (skin pixels)
+  and the one the driving keypoints give, and the same for the eyes (dark bluish pixels).
+
+Run it again with the same --work_dir and --steps to re-measure without training again.
 
     python scripts/learning_check.py --work_dir exp_output/learning_check --steps 1500
 
@@ -75,31 +77,62 @@ def mouth_darkness(frame: np.ndarray, kps: np.ndarray) -> float:
     return float(mouth.mean()) if mouth.size else 0.0
 
 
-def eye_positions(frame: np.ndarray) -> np.ndarray | None:
-    """Centroids of the dark bluish eye pixels left and right of their common centre, or None if not found."""
+def skin_mask(frame: np.ndarray) -> np.ndarray:
     pixels = frame.astype(np.float32)
-    dark = (pixels.sum(axis=-1) < 200) & (pixels[..., 2] >= pixels[..., 0] - 10)
-    ys, xs = np.nonzero(dark)
-    if len(xs) < 4:
+    return (pixels[..., 0] > 150) & (pixels[..., 0] - pixels[..., 2] > 40)
+
+
+def face_centre(frame: np.ndarray) -> np.ndarray | None:
+    """Centroid of the skin-coloured pixels, or None when there are hardly any."""
+    ys, xs = np.nonzero(skin_mask(frame))
+    return np.array([xs.mean(), ys.mean()], np.float32) if len(xs) > 20 else None
+
+
+def eye_positions(frame: np.ndarray) -> np.ndarray | None:
+    """Centroids of the dark holes in the upper half of the face (non-skin pixels between a row's skin pixels,
+    much darker than the skin), left and right of the face centre; None if either side has none."""
+    skin = skin_mask(frame)
+    centre = face_centre(frame)
+    if centre is None:
         return None
-    middle = xs.mean()
-    sides = [(xs < middle), (xs >= middle)]
-    if min(side.sum() for side in sides) < 2:
-        return None
-    return np.array([[xs[side].mean(), ys[side].mean()] for side in sides], np.float32)
+    brightness = frame.astype(np.float32).sum(axis=-1)
+    interior = np.zeros_like(skin)
+    for row in range(int(centre[1])):
+        columns = np.nonzero(skin[row])[0]
+        if len(columns) > 4:
+            interior[row, columns[0] + 2:columns[-1] - 1] = True
+    dark = interior & ~skin & (brightness < 0.75 * np.median(brightness[skin]))
+    cols = np.arange(frame.shape[1])[None, :]
+    eyes = []
+    for side in (cols < centre[0], cols >= centre[0]):
+        ey, ex = np.nonzero(dark & side)
+        if len(ex) < 2:
+            return None
+        eyes.append([ex.mean(), ey.mean()])
+    return np.array(eyes, np.float32)
+
+
+def true_face_centre(kps: np.ndarray) -> np.ndarray:
+    """The drawn face's centre from its keypoints (make_synthetic_dataset: eyes 0.7 radius apart, 0.15 radius up)."""
+    radius = np.linalg.norm(kps[1] - kps[0]) / 0.7
+    return (kps[0] + kps[1]) / 2 + np.array([0.0, 0.15 * radius])
 
 
 def follow_scores(video: np.ndarray, driving_kps: np.ndarray, opening: np.ndarray) -> dict:
     darkness = np.array([mouth_darkness(frame, kps) for frame, kps in zip(video, driving_kps)])
     lip_sync = float(np.corrcoef(darkness, opening[:len(darkness)])[0, 1]) if darkness.std() > 0 else 0.0
-    errors, misses = [], 0
+    eye_errors, centre_errors = [], []
     for frame, kps in zip(video, driving_kps):
-        eyes = eye_positions(frame)
-        if eyes is None:
-            misses += 1
-        else:
-            errors.append(float(np.linalg.norm(eyes - kps[:2], axis=1).mean()))
-    return {"lip_sync_correlation": lip_sync, "eye_error_px": float(np.mean(errors)) if errors else float("nan"), "frames_without_eyes": misses}
+        eyes, centre = eye_positions(frame), face_centre(frame)
+        if eyes is not None:
+            eye_errors.append(float(np.linalg.norm(eyes - kps[:2], axis=1).mean()))
+        if centre is not None:
+            centre_errors.append(float(np.linalg.norm(centre - true_face_centre(kps))))
+    mean = lambda values: float(np.mean(values)) if values else float("nan")  # noqa: E731
+    return {
+        "lip_sync_correlation": lip_sync, "face_centre_error_px": mean(centre_errors), "eye_error_px": mean(eye_errors),
+        "frames_without_face": len(video) - len(centre_errors), "frames_without_eyes": len(video) - len(eye_errors),
+    }
 
 
 @torch.no_grad()
@@ -137,14 +170,20 @@ def main(argv=None) -> int:
     from train import load_config, train
 
     work = Path(args.work_dir)
-    ckpts = write_tiny_checkpoints(work / "ckpts")
-    meta = write_synthetic_dataset(work / "data", args.clips + 1, args.frames, SIZE, ckpts / "wav2vec2-base-960h", seed=100)
+    names = ("reference_net", "denoising_unet", "motion_module", "v_kps_guider", "audio_projection")
+    trained = {name: work / "run" / f"{name}-{args.steps}.pth" for name in names}
+    already_trained = all(path.is_file() for path in trained.values())
+    ckpts, meta = work / "ckpts", work / "data" / "meta.json"
+    if not already_trained:
+        write_tiny_checkpoints(ckpts)
+        write_synthetic_dataset(work / "data", args.clips + 1, args.frames, SIZE, ckpts / "wav2vec2-base-960h", seed=100)
     clips = read_meta(meta)
     held_out = clips[-1]
     opening = np.load(Path(held_out["video"]).with_name(Path(held_out["video"]).stem + "_mouth_opening.npy"))
     train_meta = work / "data" / "train_meta.json"
     train_meta.write_text(json.dumps(json.loads(meta.read_text())[:-1], indent=2))
-    fit_vae(clips[:-1], args.vae_steps, ckpts / "sd-vae-ft-mse")
+    if not already_trained:
+        fit_vae(clips[:-1], args.vae_steps, ckpts / "sd-vae-ft-mse")
 
     config = OmegaConf.load(ROOT / "training_configs" / "tiny.yaml")
     config.data.meta_paths = [str(train_meta)]
@@ -155,18 +194,18 @@ def main(argv=None) -> int:
     config_path = work / "learning_check.yaml"
     OmegaConf.save(config, config_path)
 
-    names = ("reference_net", "denoising_unet", "motion_module", "v_kps_guider", "audio_projection")
     before = follow_scores(*generate(ckpts, {}, held_out, args.inference_steps), opening)
     started = time.perf_counter()
-    train(load_config(config_path), "learning_check")
+    if not already_trained:
+        train(load_config(config_path), "learning_check")
     seconds = time.perf_counter() - started
-    trained = {name: work / "run" / f"{name}-{args.steps}.pth" for name in names}
     video, kps = generate(ckpts, trained, held_out, args.inference_steps)
     after = follow_scores(video, kps, opening)
     from PIL import Image
 
     Image.fromarray(np.concatenate(list(video[:8]), axis=1)).save(work / "after_training_frames.png")
-    print(f"\ntrained {args.steps} steps on {args.clips} clips in {seconds:.0f} s; held-out clip {Path(held_out['video']).name}")
+    trained_how = "(trained before)" if already_trained else f"in {seconds:.0f} s"
+    print(f"\ntrained {args.steps} steps on {len(clips) - 1} clips {trained_how}; held-out clip {Path(held_out['video']).name}")
     print(f"{'':24}{'before':>10}{'after':>10}")
     for key in before:
         print(f"{key:24}{before[key]:>10.3f}{after[key]:>10.3f}")

@@ -54,6 +54,17 @@ def _stride_outputs(stride, live):
     return nodes, inits
 
 
+def _save_in_buffalo_l(graph, model_root, name: str) -> Path:
+    """Check the graph as an opset-13 model and save it as `model_root/models/buffalo_l/name`; returns `model_root`."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    folder = Path(model_root) / "models" / "buffalo_l"
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, folder / name)
+    return Path(model_root)
+
+
 def write_marker_detector(model_root: str | Path) -> Path:
     """Write `model_root/models/buffalo_l/det_10g.onnx` and return `model_root` (an --insightface_model_path)."""
     nodes, inits = [], []
@@ -68,13 +79,7 @@ def write_marker_detector(model_root: str | Path) -> Path:
     graph = helper.make_graph(
         nodes, "marker_detector", [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, "height", "width"])], outputs, inits
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    folder = Path(model_root) / "models" / "buffalo_l"
-    folder.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, folder / "det_10g.onnx")
-    return Path(model_root)
+    return _save_in_buffalo_l(graph, model_root, "det_10g.onnx")
 
 
 # The landmark model's 106 points, in its normalised crop coordinates ([-1, 1] across 1.5x the face box, centred
@@ -105,10 +110,4 @@ def write_landmark_model(model_root: str | Path) -> Path:
         nodes, "constant_landmarks", [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 192, 192])],
         [helper.make_tensor_value_info("fc1", TensorProto.FLOAT, [1, 212])], inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    folder = Path(model_root) / "models" / "buffalo_l"
-    folder.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, folder / "2d106det.onnx")
-    return Path(model_root)
+    return _save_in_buffalo_l(graph, model_root, "2d106det.onnx")

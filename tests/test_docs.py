@@ -84,17 +84,25 @@ def stand_ins(tmp_path_factory):
     frames = np.stack([draw_marker(np.full((SIZE, SIZE, 3), 60, np.uint8), 16 + 8 * (i // 12), 32) for i in range(36)])
     video = write_lossless_video(folder / "other.mp4", frames, 24, inputs["audio"])
     names = {"face.png": inputs["image"], "speech.wav": inputs["audio"], "long_speech.wav": inputs["audio"],
-             "kps.pth": inputs["kps"], "other.pth": inputs["kps"], "other.mp4": video, "out.mp4": folder / "out.mp4"}
+             "kps.pth": inputs["kps"], "other.pth": inputs["kps"], "other.mp4": video, "talk.mp4": video,
+             **{output: folder / output for output in ("out.mp4", "audio.wav", "kps_preview.png")}}
     return names, make_model_ckpts(folder / "model_ckpts")
 
 
-def test_readme_generation_commands_run(stand_ins):
+def test_readme_commands_run_with_tiny_checkpoints(stand_ins):
+    """README's generation, keypoint-extraction and preview commands, with stand-in files and tiny weights."""
     names, ckpts = stand_ins
-    runs = [c for c in commands(ROOT / "README.md") if c.startswith("python inference.py")]
-    assert len(runs) >= 8
-    small = ["--image_width", SIZE, "--image_height", SIZE, "--num_inference_steps", 2, "--device", "cpu", *weight_flags(ckpts)]
+    small = {
+        "inference.py": ["--image_width", SIZE, "--image_height", SIZE, "--num_inference_steps", 2, "--device", "cpu", *weight_flags(ckpts)],
+        "scripts/extract_kps_sequence_and_audio.py": ["--width", SIZE, "--height", SIZE, "--insightface_model_path", ckpts / "insightface_models"],
+        "scripts/preview_kps.py": ["--image_width", SIZE, "--image_height", SIZE],
+    }
+    runs = [c for c in commands(ROOT / "README.md") if c.startswith("python ") and project_script(c)[0] in small]
+    assert len(runs) >= 10
     for command in runs:
-        args = [str(names.get(token, token)) for token in shlex.split(command)[2:]]
-        names["out.mp4"].unlink(missing_ok=True)
-        result = run_cli("inference.py", *args, *small)
-        assert result.returncode == 0 and names["out.mp4"].is_file(), f"{command}\n{result.stderr[-2000:]}"
+        script, args = project_script(command)
+        outputs = [names[a] for a in args if a in ("out.mp4", "audio.wav", "kps_preview.png")]
+        for output in outputs:
+            output.unlink(missing_ok=True)
+        result = run_cli(script, *[names.get(a, a) for a in args], *small[script])
+        assert result.returncode == 0 and all(o.is_file() for o in outputs), f"{command}\n{result.stderr[-2000:]}"

@@ -81,7 +81,8 @@ def test_three_stages_train_what_they_should(workspace):
     # Stage 2 from stage 1 plus an AnimateDiff-style motion-module file: only audio and motion train.
     files = {f"{name}_path": str(root / "stage_1" / f"{name}-2.pth") for name in ("reference_net", "denoising_unet", "v_kps_guider", "audio_projection")}
     config_2 = write_config(workspace, "stage_2", stage=2, denoising_unet_state_dict_type="new_attn",
-                            motion_module_path=str(ckpts / "v-express" / "motion_module.bin"), **files)
+                            motion_module_path=str(ckpts / "v-express" / "motion_module.bin"),
+                            **{"solver.denoising_unet_gradient_checkpointing": True}, **files)  # as the published stage 2
     result = run_cli("train.py", "--config", config_2)
     assert result.returncode == 0, result.stderr[-3000:]
     stage_2 = module_files(root / "stage_2", 2)

@@ -193,7 +193,13 @@ def train(config, config_name: str) -> Path:
     if solver.denoising_unet_gradient_checkpointing:
         networks.denoising_unet.enable_gradient_checkpointing()
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(solver.mixed_precision, torch.float32)
-    vae = AutoencoderKL.from_pretrained(config.vae_model_path, torch_dtype=weight_dtype).to(accelerator.device).requires_grad_(False).eval()
+    try:
+        vae = AutoencoderKL.from_pretrained(config.vae_model_path, torch_dtype=weight_dtype).to(accelerator.device).requires_grad_(False).eval()
+    except (OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{config.vae_model_path}: cannot load the VAE ({str(error).splitlines()[0][:200]}); "
+            "download it with: python scripts/download_models.py --include sd-vae-ft-mse"
+        ) from None
     scheduler = training_noise_scheduler(OmegaConf.to_container(config.noise_scheduler_kwargs), config.enable_zero_snr)
 
     trainable = [p for p in networks.parameters() if p.requires_grad]
@@ -209,6 +215,8 @@ def train(config, config_name: str) -> Path:
     step = 0
     if config.resume_from_checkpoint:
         resume = latest_checkpoint(output_dir) if config.resume_from_checkpoint == "latest" else Path(config.resume_from_checkpoint)
+        if resume is not None and not (resume.is_dir() and resume.name.startswith("checkpoint-") and resume.name[11:].isdigit()):
+            raise ConfigError(f"resume_from_checkpoint: {resume} is not a checkpoint folder (checkpoint-N in an output_dir)")
         if resume is None:
             say(f"no checkpoint in {output_dir} yet: starting from step 0")
         else:

@@ -66,7 +66,7 @@ class VExpressNetworks(nn.Module):
     def forward(self, noisy_latents, timesteps, reference_latents, audio, kps_images, keep) -> torch.Tensor:
         """noisy_latents (B, 4, F, h, w); timesteps (B,); reference_latents (B, 4, h, w); audio (B, F, 2(2P+1), dim)
         audio vectors; kps_images (B, 3, F, H, W) in [0, 1]; keep: ConditionMasks. -> v-prediction (B, 4, F, h, w)."""
-        batch, _, num_frames = noisy_latents.shape[:3]
+        num_frames = noisy_latents.shape[2]
         kps_features = self.v_kps_guider(kps_images) * keep.kps[:, None, None, None, None].to(noisy_latents.dtype)
         audio_tokens = self.audio_projection(audio.flatten(0, 1))  # (B * F, queries, dim)
         audio_tokens = audio_tokens * keep.audio.repeat_interleave(num_frames)[:, None, None].to(audio_tokens.dtype)

@@ -64,7 +64,8 @@ def download(repo_id: str, parts: list[str], local_dir: Path) -> tuple[Path, boo
 
     staging = local_dir / STAGING
     patterns = [pattern for part in parts for pattern in hub_patterns(part)]
-    snapshot_download(repo_id, local_dir=staging, allow_patterns=patterns)
+    # TensorFlow and Flax copies of wav2vec2, if the repository has them, are never read.
+    snapshot_download(repo_id, local_dir=staging, allow_patterns=patterns, ignore_patterns=["*.h5", "*.msgpack", "*.ot"])
     return staging, True
 
 

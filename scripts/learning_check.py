@@ -5,13 +5,14 @@ keypoints) and measure, on a held-out clip, how well generated videos follow bot
 - lip sync: Pearson correlation between the mouth opening seen in each generated frame (dark mouth pixels)
   and the true opening (the clip's loudness);
 - head motion: mean distance in pixels between the face centre found in each generated frame (skin pixels)
-  and the one the driving keypoints give, and the same for the eyes (dark bluish pixels).
+  and the one the driving keypoints give, and the same for the eyes (dark holes in the upper face).
 
 Run it again with the same --work_dir and --steps to re-measure without training again.
 
-    python scripts/learning_check.py --work_dir exp_output/learning_check --steps 1500
+    python scripts/learning_check.py --work_dir exp_output/learning_check --steps 4000
 
-It first fits a small VAE to the synthetic frames (the tiny checkpoints' VAE is random). On a 2-core CPU the\nwhole check takes about 20 minutes; it is a check to run by hand, not a test.
+It first fits a small VAE to the synthetic frames (the tiny checkpoints' VAE is random). On a 2-core CPU the
+whole check takes about 35 minutes; it is a check to run by hand, not a test.
 """
 
 import argparse
@@ -163,7 +164,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work_dir", default="exp_output/learning_check")
     parser.add_argument("--clips", type=int, default=8, help="training clips (one more is held out)")
     parser.add_argument("--frames", type=int, default=60)
-    parser.add_argument("--steps", type=int, default=1500, help="training steps")
+    parser.add_argument("--steps", type=int, default=4000, help="training steps")
     parser.add_argument("--inference_steps", type=int, default=20)
     parser.add_argument("--vae_steps", type=int, default=400, help="steps fitting the small VAE first")
     args = parser.parse_args(argv)

@@ -3,7 +3,6 @@ JSON listing the clips (formats in dataset_files.py). Finished and skipped clips
 interrupted run picks up where it stopped."""
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +12,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .audio import AudioError, load_audio
-from .dataset_files import DatasetError, face_record, load_audio_embeddings, load_face_info, read_meta, save_atomically, write_meta
+from .dataset_files import (
+    DatasetError, face_record, load_audio_embeddings, load_face_info, read_meta, save_atomically, write_json_atomically, write_meta,
+)
 from .face import FaceDetector
 from .video import read_video
 
@@ -88,7 +89,7 @@ def prepare_dataset(videos_dir, output_dir, meta_path, detector: FaceDetector, a
         except SkipClip as reason:
             report(f"skipped {video.name}: {reason}")
             result.skipped[video.name] = skipped[video.name] = str(reason)
-            _write_json(skipped_path, skipped)
+            write_json_atomically(skipped_path, skipped)
             continue
         save_atomically({"global_embeds": audio_embeds}, paths["audio_embeds"])
         save_atomically(face_info, paths["face_info"])  # written last: its presence marks the clip finished
@@ -97,13 +98,6 @@ def prepare_dataset(videos_dir, output_dir, meta_path, detector: FaceDetector, a
         write_meta(meta_path, prepared_clips)  # kept current, so an interrupted run leaves a usable meta file
     write_meta(meta_path, prepared_clips)
     return result
-
-
-def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(partial, path)
 
 
 @dataclass

@@ -110,9 +110,15 @@ def read_meta(path: str | Path) -> list[dict]:
 def write_meta(path: str | Path, clips: list[dict]) -> Path:
     """Clips with absolute or relative paths -> meta JSON with paths relative to its folder, written atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     entries = [{key: os.path.relpath(Path(value).resolve(), path.parent.resolve()) for key, value in clip.items()} for clip in clips]
+    return write_json_atomically(path, entries)
+
+
+def write_json_atomically(path: str | Path, data) -> Path:
+    """JSON to a temporary file beside `path`, then renamed: `path` only ever holds a complete file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(entries, indent=2) + "\n")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(partial, path)
     return path

@@ -7,7 +7,9 @@ keypoints) and measure, on a held-out clip, how well generated videos follow bot
 - head motion: mean distance in pixels between the face centre found in each generated frame (skin pixels)
   and the one the driving keypoints give, and the same for the eyes (dark holes in the upper face).
 
-Run it again with the same --work_dir and --steps to re-measure without training again.
+Run it again with the same --work_dir and --steps to re-measure without training again. It saves the first
+generated frames (after_training_frames.png) and README's figure of inputs and outputs (inputs_and_outputs.png)
+under --work_dir.
 
     python scripts/learning_check.py --work_dir exp_output/learning_check --steps 4000
 
@@ -159,6 +161,18 @@ def generate(ckpts: Path, weights: dict[str, Path], clip: dict, steps: int, seed
     return (video[0].permute(1, 2, 3, 0).numpy() * 255).astype(np.uint8), kps[:length]
 
 
+def save_figure(reference: np.ndarray, driving_kps: np.ndarray, video: np.ndarray, path: Path, frames=(0, 6, 12, 18)) -> None:
+    """Inputs above outputs, each image enlarged 3x: the reference portrait beside the V-Kps images of some frames,
+    and below those the frames generated for them."""
+    from PIL import Image
+
+    blank = np.full_like(reference, 255)
+    top = [reference] + [draw_kps_image(SIZE, SIZE, driving_kps[i]) for i in frames]
+    bottom = [blank] + [video[i] for i in frames]
+    grid = np.concatenate([np.concatenate(top, axis=1), np.concatenate(bottom, axis=1)], axis=0)
+    Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(path)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work_dir", default="exp_output/learning_check")
@@ -205,12 +219,13 @@ def main(argv=None) -> int:
     from PIL import Image
 
     Image.fromarray(np.concatenate(list(video[:8]), axis=1)).save(work / "after_training_frames.png")
+    save_figure(read_video(held_out["video"])[0][0], kps, video, work / "inputs_and_outputs.png")
     trained_how = "(trained before)" if already_trained else f"in {seconds:.0f} s"
     print(f"\ntrained {args.steps} steps on {len(clips) - 1} clips {trained_how}; held-out clip {Path(held_out['video']).name}")
     print(f"{'':24}{'before':>10}{'after':>10}")
     for key in before:
         print(f"{key:24}{before[key]:>10.3f}{after[key]:>10.3f}")
-    print(f"frames: {work / 'after_training_frames.png'}")
+    print(f"frames: {work / 'after_training_frames.png'}, {work / 'inputs_and_outputs.png'}")
     return 0
 
 

@@ -127,26 +127,43 @@ def test_loss_decreases_on_one_repeated_batch(workspace):
     assert sum(losses[-5:]) / 5 < 0.5 * losses[0], losses
 
 
-def test_resume_after_a_kill_reaches_the_same_weights(workspace):
+def tensor_dtypes(state) -> set[torch.dtype]:
+    if torch.is_tensor(state):
+        return {state.dtype}
+    return set().union(*map(tensor_dtypes, state.values())) if isinstance(state, dict) else set()
+
+
+@pytest.mark.parametrize("use_8bit_adam", [False, True], ids=["adamw", "adamw_8bit"])
+def test_resume_after_a_kill_reaches_the_same_weights(workspace, use_8bit_adam):
     root = workspace[0]
-    uninterrupted = run_cli("train.py", "--config", write_config(workspace, "straight", **{"solver.max_train_steps": 4}))
+    straight_dir, resumed_dir = f"straight_{use_8bit_adam}", f"resumed_{use_8bit_adam}"
+    settings = {"solver.use_8bit_adam": use_8bit_adam}
+    uninterrupted = run_cli("train.py", "--config", write_config(workspace, straight_dir, **settings, **{"solver.max_train_steps": 4}))
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    assert "bitsandbytes is not installed" not in uninterrupted.stderr
     # The "killed" run stopped after its step-2 checkpoint, in the middle of writing step 4's.
-    first = run_cli("train.py", "--config", write_config(workspace, "resumed", **{"solver.max_train_steps": 2}))
+    first = run_cli("train.py", "--config", write_config(workspace, resumed_dir, **settings, **{"solver.max_train_steps": 2}))
     assert first.returncode == 0, first.stderr[-3000:]
-    shutil.copytree(root / "resumed" / "checkpoint-2", root / "resumed" / ".checkpoint-4.partial")
-    second = run_cli("train.py", "--config", write_config(workspace, "resumed", **{"solver.max_train_steps": 4}))
+    optimizer_state = torch.load(root / resumed_dir / "checkpoint-2" / "optimizer.bin", weights_only=True)["state"]
+    # bitsandbytes keeps 8-bit moments (uint8) for tensors of 4096 elements and more.
+    assert (torch.uint8 in tensor_dtypes(optimizer_state)) == use_8bit_adam
+    shutil.copytree(root / resumed_dir / "checkpoint-2", root / resumed_dir / ".checkpoint-4.partial")
+    second = run_cli("train.py", "--config", write_config(workspace, resumed_dir, **settings, **{"solver.max_train_steps": 4}))
     assert second.returncode == 0 and "resumed from" in second.stdout and "at step 2" in second.stdout, second.stdout + second.stderr[-2000:]
-    straight, resumed = module_files(root / "straight", 4), module_files(root / "resumed", 4)
+    straight, resumed = module_files(root / straight_dir, 4), module_files(root / resumed_dir, 4)
     for name in straight:
         assert not changed(straight[name], resumed[name]), name
 
 
 def test_saved_files_generate_a_video_with_inference_py(workspace, tmp_path):
     root, ckpts, meta = workspace
-    result = run_cli("train.py", "--config", write_config(workspace, "for_inference"))
+    # mixed_precision fp16: the frozen VAE runs in fp16 (accelerate autocasts only on GPUs); trained weights and
+    # their files stay float32.
+    result = run_cli("train.py", "--config", write_config(workspace, "for_inference", **{"solver.mixed_precision": "fp16"}))
     assert result.returncode == 0, result.stderr[-3000:]
     out = root / "for_inference"
+    for state in module_files(out, 2).values():
+        assert all(tensor.dtype == torch.float32 and torch.isfinite(tensor).all() for tensor in state.values())
     torch.save([torch.tensor([[20.0, 24.0], [34.0, 24.0], [27.0, 32.0]]).numpy()] * 20, tmp_path / "kps.pth")
     from PIL import Image
 

@@ -1,5 +1,11 @@
 """The V-Express networks. The ReferenceNet is diffusers' own `UNet2DConditionModel`."""
 
+import logging
+
+# diffusers imports bitsandbytes when installed (8-bit AdamW), whose CPU backend then warns about a 4-bit kernel
+# this project never uses.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
 from diffusers import UNet2DConditionModel
 
 from .audio_projection import AudioProjection

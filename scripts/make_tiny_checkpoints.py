@@ -14,10 +14,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# modules before diffusers: importing it quiets a bitsandbytes warning that importing diffusers sets off.
+from modules import AudioProjection, UNet3DConditionModel, VKpsGuider, reference_net_from_config  # noqa: E402
 from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: E402
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model  # noqa: E402
-
-from modules import AudioProjection, UNet3DConditionModel, VKpsGuider, reference_net_from_config  # noqa: E402
 from pipelines.config import load_inference_config  # noqa: E402
 
 UNET_CONFIG = {

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset, Sampler
 from .audio import audio_vectors_per_frame
 from .dataset_files import LIP_LANDMARKS, load_audio_embeddings, load_face_info, read_meta
 from .kps import draw_kps_image
-from .video import read_video
+from .video import read_video_frames
 
 
 def random_resized_crop_box(rng: np.random.Generator, height: int, width: int, scale, ratio) -> tuple[int, int, int, int]:
@@ -99,10 +99,11 @@ class TalkingHeadDataset(Dataset):
             self._unusable.add(index)
             return None
         targets, reference_index = chosen
-        frames, _ = read_video(clip["video"])
-        if len(frames) != len(face_info):
-            raise ValueError(f"{clip['video']}: {len(frames)} frames but {clip['face_info']} has {len(face_info)}; prepare it again")
-        frame_h, frame_w = frames.shape[1:3]
+        # Only the frames used are kept: a clip of minutes would not fit in memory whole.
+        frames, num_frames = read_video_frames(clip["video"], targets + [reference_index])
+        if num_frames != len(face_info):
+            raise ValueError(f"{clip['video']}: {num_frames} frames but {clip['face_info']} has {len(face_info)}; prepare it again")
+        frame_h, frame_w = frames[reference_index].shape[:2]
         top, left, crop_h, crop_w = random_resized_crop_box(rng, frame_h, frame_w, self.crop_scale, self.crop_ratio)
         flip = rng.random() < self.flip_rate
         latent_size = (self.width // self.vae_scale_factor, self.height // self.vae_scale_factor)
@@ -120,7 +121,7 @@ class TalkingHeadDataset(Dataset):
             kps_images.append(kps_image[..., [1, 0, 2]] if flip else kps_image)  # mirrored: left and right eye colours swap
         # INTER_AREA: each latent cell gets the fraction of it the mask covers (a thin closed mouth does not vanish).
         masks = [crop(lip_mask(frame_h, frame_w, face_info[i]["landmark_2d_106"]).astype(np.float32), latent_size, cv2.INTER_AREA) for i in targets]
-        audio = audio_vectors_per_frame(load_audio_embeddings(clip["audio_embeds"]), len(frames), self.num_padding_audio_frames)
+        audio = audio_vectors_per_frame(load_audio_embeddings(clip["audio_embeds"]), num_frames, self.num_padding_audio_frames)
         return {
             "reference": pixels(frames[reference_index]),
             "targets": torch.stack([pixels(frames[i]) for i in targets], dim=1),

@@ -56,13 +56,31 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, audio_path: st
 
 def read_video(path: str | Path) -> tuple[np.ndarray, float]:
     """A video file -> its frames (n, H, W, 3) uint8 RGB and its frame rate. Raises ValueError naming the file."""
+    frames, fps = [], 0.0
+    for fps, frame in _decoded_frames(path):
+        frames.append(frame)
+    if not frames:
+        raise ValueError(f"{path}: the video has no frames")
+    return np.stack(frames), fps
+
+
+def read_video_frames(path: str | Path, indices) -> tuple[dict[int, np.ndarray], int]:
+    """The frames at `indices` that the video has, {index: (H, W, 3) uint8 RGB}, and its frame count. Every frame
+    is decoded but only those are kept, so memory does not grow with the clip's length."""
+    wanted, kept, count = set(indices), {}, 0
+    for count, (_, frame) in enumerate(_decoded_frames(path), start=1):
+        if count - 1 in wanted:
+            kept[count - 1] = frame
+    return kept, count
+
+
+def _decoded_frames(path: str | Path):
+    """Yields (fps, frame (H, W, 3) uint8 RGB) for each frame of a video file, decoded by imageio-ffmpeg."""
     try:
         reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         meta = next(reader)
         width, height = meta["size"]
-        frames = [np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3) for raw in reader]
+        for raw in reader:
+            yield float(meta["fps"]), np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
     except (RuntimeError, OSError, StopIteration) as error:
         raise ValueError(f"{path}: cannot read this video ({str(error).splitlines()[0][:200]})") from None
-    if not frames:
-        raise ValueError(f"{path}: the video has no frames")
-    return np.stack(frames), float(meta["fps"])

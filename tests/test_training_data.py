@@ -1,5 +1,7 @@
 """The training dataset on a synthetic talking-face set: frame choice, shared crop and flip, masks, audio."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ import torch
 from pipelines.audio import audio_vectors_per_frame
 from pipelines.dataset_files import load_audio_embeddings, load_face_info, read_meta
 from pipelines.training_data import SampleKeys, TalkingHeadDataset, lip_mask, random_resized_crop_box
+from pipelines.video import read_video, read_video_frames
 from scripts.make_synthetic_dataset import write_synthetic_dataset
 from scripts.make_tiny_checkpoints import write_tiny_checkpoints
 
@@ -48,6 +51,9 @@ def test_sample_shapes_ranges_and_audio_windows(meta):
     found = [int(torch.argmin((windows - window).abs().flatten(1).sum(1))) for window in sample["audio"]]
     assert np.all(np.diff(found) == 2) and sample["audio"].shape == (4, 10, 16)
     torch.testing.assert_close(sample["audio"], windows[found])
+    # The targets are the video's frames there (the dataset keeps only the frames it uses).
+    frames = torch.from_numpy(read_video(clip["video"])[0]).permute(3, 0, 1, 2).float() / 127.5 - 1
+    torch.testing.assert_close(sample["targets"], frames[:, found])
     # Without crop or flip the lip mask sits on the mouth landmarks, at latent resolution.
     face = load_face_info(clip["face_info"])[found[0]]
     centre = face["landmark_2d_106"][52:72].mean(axis=0) / 8
@@ -78,3 +84,17 @@ def test_the_same_key_gives_the_same_sample_and_processes_read_disjoint_keys(met
     second = [k for _, k in zip(range(6), SampleKeys(2, 1, 2))]
     assert first == [0, 1, 4, 5, 8, 9] and second == [2, 3, 6, 7, 10, 11]
     assert [k for _, k in zip(range(2), SampleKeys(2, 1, 2, start_micro_batch=3))] == [14, 15]
+
+
+def test_frames_are_read_selectively_and_a_stale_face_info_is_named(meta, tmp_path):
+    clip = read_meta(meta)[0]
+    kept, count = read_video_frames(clip["video"], [7, 3, 7, FRAMES + 5])
+    assert count == FRAMES and sorted(kept) == [3, 7]
+    np.testing.assert_array_equal(kept[7], read_video(clip["video"])[0][7])
+
+    stale = tmp_path / "meta.json"
+    short_face_info = tmp_path / "face_info.pt"
+    torch.save([[face] for face in load_face_info(clip["face_info"])[:FRAMES - 2]], short_face_info)
+    stale.write_text(json.dumps([{**clip, "face_info": str(short_face_info)}]))
+    with pytest.raises(ValueError, match=f"{FRAMES} frames but .*face_info.pt has {FRAMES - 2}; prepare it again"):
+        dataset(stale)[0]

@@ -184,7 +184,7 @@ def train(config, config_name: str) -> Path:
         output_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(config, output_dir / "config.yaml")
 
-    clock = {"setup": time.perf_counter()}
+    setup_started = time.perf_counter()
     torch.manual_seed(config.seed)  # the initial values of networks that start from scratch
     networks = build_networks(config, report=say)
     networks.set_trainable(OmegaConf.to_container(config.module_training))
@@ -234,7 +234,7 @@ def train(config, config_name: str) -> Path:
     settings = StepSettings(config.uncond_ratio, data.kps_drop_rate, data.reference_drop_rate, config.noise_offset, data.lip_loss_weight, config.snr_gamma)
     if accelerator.is_main_process and log_with:
         accelerator.init_trackers(config_name, config=_flat_hparams(config))
-    clock["setup"] = time.perf_counter() - clock["setup"]
+    setup_seconds = time.perf_counter() - setup_started
 
     start_step, started = step, time.perf_counter()
     progress = tqdm(total=solver.max_train_steps, initial=step, desc=config_name, unit="step", disable=not accelerator.is_local_main_process)
@@ -275,7 +275,7 @@ def train(config, config_name: str) -> Path:
     steps_done = step - start_step
     peak = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if torch.cuda.is_available() else ""
     say(
-        f"done: steps {start_step}->{step} in {seconds:.1f} s ({seconds / max(steps_done, 1):.2f} s/step), setup {clock['setup']:.1f} s"
+        f"done: steps {start_step}->{step} in {seconds:.1f} s ({seconds / max(steps_done, 1):.2f} s/step), setup {setup_seconds:.1f} s"
         f"{peak}; weights in {output_dir}"
     )
     return output_dir

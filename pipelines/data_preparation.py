@@ -16,7 +16,7 @@ from .dataset_files import (
     DatasetError, face_record, load_audio_embeddings, load_face_info, read_meta, save_atomically, write_json_atomically, write_meta,
 )
 from .face import FaceDetector
-from .video import read_video
+from .video import VideoError, VideoFrames
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 AUDIO_VECTORS_PER_SECOND = 50  # wav2vec2-base: one vector per 320 samples of 16 kHz audio
@@ -35,16 +35,16 @@ class PreparationReport:
 
 def clip_face_info(video_path: Path, detector: FaceDetector) -> list[list[dict]]:
     """Per frame, a list holding the one face record; SkipClip at the first frame without exactly one face."""
-    try:
-        frames, _ = read_video(video_path)
-    except ValueError as error:
-        raise SkipClip(str(error)) from None
     face_info = []
-    for index, frame in enumerate(tqdm(frames, desc=video_path.name, unit="frame", leave=False)):
-        faces = detector.faces(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        if len(faces) != 1:
-            raise SkipClip(f"frame {index} has {len(faces)} faces; training clips need exactly one face in every frame")
-        face_info.append([face_record(faces[0])])
+    try:
+        video = VideoFrames(video_path)
+        for index, frame in enumerate(tqdm(video, total=video.expected_frames, desc=video_path.name, unit="frame", leave=False)):
+            faces = detector.faces(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            if len(faces) != 1:
+                raise SkipClip(f"frame {index} has {len(faces)} faces; training clips need exactly one face in every frame")
+            face_info.append([face_record(faces[0])])
+    except VideoError as error:
+        raise SkipClip(str(error)) from None
     return face_info
 
 

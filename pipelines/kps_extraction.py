@@ -4,11 +4,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import imageio_ffmpeg
 import numpy as np
 from tqdm.auto import tqdm
 
 from .face import FaceDetector, FaceError
+from .video import VideoError, VideoFrames
 
 
 @dataclass
@@ -42,28 +42,22 @@ def extract_kps_sequence(video_path, detector: FaceDetector, width: int, height:
     video_path = Path(video_path)
     if not video_path.is_file():
         raise FaceError(f"{video_path}: video not found")
-    try:
-        total = imageio_ffmpeg.count_frames_and_secs(str(video_path))[0]
-        reader = imageio_ffmpeg.read_frames(str(video_path), pix_fmt="rgb24")
-        meta = next(reader)
-    except (RuntimeError, OSError, StopIteration) as error:
-        raise FaceError(f"{video_path}: cannot read this video ({str(error).splitlines()[0][:200]})") from None
-    frame_width, frame_height = meta["size"]
     kps, missing, multi, previous_centre = [], [], [], None
-    for index, raw in enumerate(tqdm(reader, total=total, desc="keypoints", unit="frame", leave=False)):
-        rgb = np.frombuffer(raw, dtype=np.uint8).reshape(frame_height, frame_width, 3)
-        faces = detector.faces(cv2.cvtColor(cv2.resize(rgb, (width, height)), cv2.COLOR_RGB2BGR))
-        if not faces:
-            kps.append(None)
-            missing.append(index)
-            continue
-        if len(faces) > 1:
-            multi.append(index)
-        face = _pick_face(faces, previous_centre)
-        previous_centre = np.array([(face.bbox[0] + face.bbox[2]) / 2, (face.bbox[1] + face.bbox[3]) / 2])
-        kps.append(face.kps[:3].astype(np.float32))
-    if not kps:
-        raise FaceError(f"{video_path}: the video has no frames")
+    try:
+        video = VideoFrames(video_path)
+        for index, rgb in enumerate(tqdm(video, total=video.expected_frames, desc="keypoints", unit="frame", leave=False)):
+            faces = detector.faces(cv2.cvtColor(cv2.resize(rgb, (width, height)), cv2.COLOR_RGB2BGR))
+            if not faces:
+                kps.append(None)
+                missing.append(index)
+                continue
+            if len(faces) > 1:
+                multi.append(index)
+            face = _pick_face(faces, previous_centre)
+            previous_centre = np.array([(face.bbox[0] + face.bbox[2]) / 2, (face.bbox[1] + face.bbox[3]) / 2])
+            kps.append(face.kps[:3].astype(np.float32))
+    except VideoError as error:
+        raise FaceError(str(error)) from None
     if len(missing) > max_missing_fraction * len(kps):
         raise FaceError(
             f"{video_path}: no face in {len(missing)} of {len(kps)} frames (more than {max_missing_fraction:.0%}); "

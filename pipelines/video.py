@@ -1,4 +1,4 @@
-"""Video out: the flicker filter and MP4 writing with the input audio muxed in."""
+"""Video in and out: decoding frame by frame, the flicker filter, and MP4 writing with the input audio muxed in."""
 
 import os
 from pathlib import Path
@@ -54,33 +54,52 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, audio_path: st
     return path
 
 
+class VideoError(ValueError):
+    """A video file that cannot be decoded, with a message naming it."""
+
+
 def read_video(path: str | Path) -> tuple[np.ndarray, float]:
-    """A video file -> its frames (n, H, W, 3) uint8 RGB and its frame rate. Raises ValueError naming the file."""
-    frames, fps = [], 0.0
-    for fps, frame in _decoded_frames(path):
-        frames.append(frame)
-    if not frames:
-        raise ValueError(f"{path}: the video has no frames")
-    return np.stack(frames), fps
+    """A video file -> its frames (n, H, W, 3) uint8 RGB and its frame rate. Raises VideoError naming the file."""
+    video = VideoFrames(path)
+    return np.stack(list(video)), video.fps
 
 
 def read_video_frames(path: str | Path, indices) -> tuple[dict[int, np.ndarray], int]:
     """The frames at `indices` that the video has, {index: (H, W, 3) uint8 RGB}, and its frame count. Every frame
     is decoded but only those are kept, so memory does not grow with the clip's length."""
     wanted, kept, count = set(indices), {}, 0
-    for count, (_, frame) in enumerate(_decoded_frames(path), start=1):
+    for count, frame in enumerate(VideoFrames(path), start=1):
         if count - 1 in wanted:
             kept[count - 1] = frame
     return kept, count
 
 
-def _decoded_frames(path: str | Path):
-    """Yields (fps, frame (H, W, 3) uint8 RGB) for each frame of a video file, decoded by imageio-ffmpeg."""
-    try:
-        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-        meta = next(reader)
-        width, height = meta["size"]
-        for raw in reader:
-            yield float(meta["fps"]), np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
-    except (RuntimeError, OSError, StopIteration) as error:
-        raise ValueError(f"{path}: cannot read this video ({str(error).splitlines()[0][:200]})") from None
+class VideoFrames:
+    """A video file's frames, (H, W, 3) uint8 RGB, decoded one at a time as they are iterated (a long clip never
+    sits in memory whole). `fps`, `size` (W, H) and `expected_frames` (from the container's duration, for
+    progress bars) are known on opening. Raises VideoError naming the file when it cannot be decoded or has
+    no frames."""
+
+    def __init__(self, path: str | Path):
+        self.path = path
+        try:
+            self._reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+            meta = next(self._reader)
+        except (RuntimeError, OSError, StopIteration) as error:
+            raise self._error(error) from None
+        self.fps, self.size = float(meta["fps"]), tuple(meta["size"])
+        self.expected_frames = round(float(meta.get("duration") or 0) * self.fps) or None
+
+    def _error(self, error) -> "VideoError":
+        return VideoError(f"{self.path}: cannot read this video ({str(error).splitlines()[0][:200]})")
+
+    def __iter__(self):
+        width, height = self.size
+        decoded = 0
+        try:
+            for decoded, raw in enumerate(self._reader, start=1):
+                yield np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
+        except (RuntimeError, OSError) as error:
+            raise self._error(error) from None
+        if not decoded:
+            raise VideoError(f"{self.path}: the video has no frames")

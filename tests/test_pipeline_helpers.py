@@ -11,7 +11,8 @@ from PIL import Image
 from pipelines.audio import audio_vectors_per_frame, resample
 from pipelines.context import context_windows, num_frames_for_audio, video_length
 from pipelines.kps import closest_pose_frame, draw_kps_image, load_kps_sequence, resample_kps_sequence, retarget_kps
-from pipelines.video import median_filter_video
+from pipelines.video import VideoError, VideoFrames, median_filter_video, read_video, read_video_frames
+from cli_helpers import write_lossless_video
 from tiny import GOLDEN, golden_case, rel_err
 
 CASES = GOLDEN / "cases"
@@ -150,3 +151,20 @@ def test_audio_formats_decode_to_16k_mono(tmp_path, suffix, codec):
     waveform = load_audio(target)
     assert waveform.ndim == 1 and abs(len(waveform) / 16000 - 2.0) < 0.06
     assert 0.2 < waveform.abs().max() < 1.0
+
+
+def test_video_frames_decode_one_by_one_and_name_a_bad_file(tmp_path):
+    frames = np.stack([np.full((16, 24, 3), 10 * i, np.uint8) for i in range(12)])
+    path = write_lossless_video(tmp_path / "ramp.mp4", frames, 25)
+    video = VideoFrames(path)
+    assert (video.fps, video.size, video.expected_frames) == (25.0, (24, 16), 12)
+    decoded, fps = read_video(path)
+    assert fps == 25.0 and np.abs(decoded.astype(int) - frames).max() <= 1  # RGB <-> YUV rounding
+    kept, count = read_video_frames(path, [9, 2, 40])
+    assert count == 12 and sorted(kept) == [2, 9]
+    np.testing.assert_array_equal(kept[9], decoded[9])
+
+    not_a_video = tmp_path / "notes.mp4"
+    not_a_video.write_text("not a video")
+    with pytest.raises(VideoError, match=r"notes\.mp4: cannot read this video"):
+        VideoFrames(not_a_video)

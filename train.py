@@ -10,8 +10,7 @@ complete, so a killed run never leaves a file that looks finished but is not.
 """
 
 import argparse
-import os
-import shutil
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -24,21 +23,19 @@ from tqdm.auto import tqdm
 
 from modules import AudioProjection, UNet3DConditionModel, VKpsGuider, reference_net_from_config
 from modules.checkpoints import (
-    CheckpointError, add_reference_attention, load_partially, motion_module_state_dict, read_state_dict,
-    rename_legacy_audio_attention,
+    DTYPES, MOTION_MODULE_KEY, CheckpointError, add_reference_attention, atomic_path, load_partially, motion_module_state_dict,
+    partial_path, read_state_dict, rename_legacy_audio_attention, save_file, v_express_state_dicts,
 )
+from modules.errors import VExpressError
 from pipelines.config import load_inference_config
-from pipelines.dataset_files import DatasetError, save_atomically
-from pipelines.training import (
-    MODULE_NAMES, StepSettings, VExpressNetworks, training_noise_scheduler, training_step,
-)
-from pipelines.training_data import SampleKeys, TalkingHeadDataset
+from pipelines.training.dataset import SampleKeys, TalkingHeadDataset
+from pipelines.training.step import MODULE_NAMES, StepSettings, VExpressNetworks, training_noise_scheduler, training_step
 
 DEFAULTS_PATH = Path(__file__).parent / "training_configs" / "defaults.yaml"
 DENOISING_UNET_STATE_DICT_TYPES = ("moore_pretrained", "old_attn", "new_attn")
 
 
-class ConfigError(ValueError):
+class ConfigError(VExpressError):
     """A training config that cannot be used, with a message for the user."""
 
 
@@ -100,7 +97,7 @@ def build_networks(config, report=print) -> VExpressNetworks:
             state = add_reference_attention(state)
         motion = motion_module_state_dict(read_state_dict(config.motion_module_path)) if config.motion_module_path else {}
         lacking = load_partially(networks.denoising_unet, {**state, **motion}, f"{source} + {config.motion_module_path or 'no motion-module file'}",
-                                 may_lack=lambda key: "motion_modules." in key)
+                                 may_lack=lambda key: MOTION_MODULE_KEY in key)
         report(f"denoising UNet from {source}" + (f", motion modules from {config.motion_module_path}" if motion else "")
                + (f" ({len(lacking)} motion-module tensors at their initial values)" if lacking else ""))
 
@@ -118,16 +115,9 @@ def build_networks(config, report=print) -> VExpressNetworks:
 
 def save_module_files(networks: VExpressNetworks, output_dir: Path, step: int) -> None:
     """`{module}-{step}.pth` for the five published files: plain state dicts of float tensors."""
-    unet_state = networks.denoising_unet.state_dict()
-    files = {
-        "reference_net": networks.reference_net.state_dict(),
-        "denoising_unet": {k: v for k, v in unet_state.items() if "motion_modules." not in k},
-        "motion_module": {k: v for k, v in unet_state.items() if "motion_modules." in k},
-        "v_kps_guider": networks.v_kps_guider.state_dict(),
-        "audio_projection": networks.audio_projection.state_dict(),
-    }
+    files = v_express_state_dicts(networks.reference_net, networks.denoising_unet, networks.v_kps_guider, networks.audio_projection)
     for name, state in files.items():
-        save_atomically({k: v.detach().clone().cpu().contiguous() for k, v in state.items()}, output_dir / f"{name}-{step}.pth")
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, output_dir / f"{name}-{step}.pth")
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
@@ -136,13 +126,13 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 
 
 def save_state(accelerator, output_dir: Path, step: int) -> None:
-    """accelerate's full state (networks, optimizer, lr schedule, RNG) into `checkpoint-{step}/`, via a temporary folder."""
-    partial = output_dir / f".checkpoint-{step}.partial"
-    accelerator.save_state(str(partial))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(output_dir / f"checkpoint-{step}", ignore_errors=True)
-        os.replace(partial, output_dir / f"checkpoint-{step}")
+    """accelerate's full state (networks, optimizer, lr schedule, RNG) into `checkpoint-{step}/`, via a temporary
+    folder every process writes to and the main process renames once all are done."""
+    final = output_dir / f"checkpoint-{step}"
+    with atomic_path(final) if accelerator.is_main_process else contextlib.nullcontext(partial_path(final)) as partial:
+        accelerator.wait_for_everyone()  # the main process has cleared a stale partial folder
+        accelerator.save_state(str(partial))
+        accelerator.wait_for_everyone()
     accelerator.wait_for_everyone()
 
 
@@ -192,7 +182,7 @@ def train(config, config_name: str) -> Path:
         networks.reference_net.enable_gradient_checkpointing()
     if solver.denoising_unet_gradient_checkpointing:
         networks.denoising_unet.enable_gradient_checkpointing()
-    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(solver.mixed_precision, torch.float32)
+    weight_dtype = DTYPES.get(solver.mixed_precision, torch.float32)  # the frozen VAE's dtype
     try:
         vae = AutoencoderKL.from_pretrained(config.vae_model_path, torch_dtype=weight_dtype).to(accelerator.device).requires_grad_(False).eval()
     except (OSError, ValueError) as error:
@@ -206,9 +196,12 @@ def train(config, config_name: str) -> Path:
     counts = {name: sum(p.numel() for p in getattr(networks, name).parameters() if p.requires_grad) for name in MODULE_NAMES if hasattr(networks, name)}
     say(f"{config_name}: trainable parameters " + ", ".join(f"{name} {count:,}" for name, count in counts.items()))
     optimizer = make_optimizer(config, trainable)
+    # accelerate steps a prepared schedule once per process and step, so its length is counted in those steps;
+    # DeepSpeed steps it once per optimizer step.
+    schedule_steps = 1 if accelerator.state.deepspeed_plugin is not None else accelerator.num_processes
     lr_scheduler = get_scheduler(
-        solver.lr_scheduler, optimizer, num_warmup_steps=solver.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=solver.max_train_steps * accelerator.num_processes,
+        solver.lr_scheduler, optimizer, num_warmup_steps=solver.lr_warmup_steps * schedule_steps,
+        num_training_steps=solver.max_train_steps * schedule_steps,
     )
     networks, optimizer, lr_scheduler = accelerator.prepare(networks, optimizer, lr_scheduler)
 
@@ -225,13 +218,17 @@ def train(config, config_name: str) -> Path:
             say(f"resumed from {resume} at step {step}")
 
     dataset = TalkingHeadDataset(
-        data.meta_paths, data.train_width, data.train_height, data.num_frames, data.sample_rate, data.reference_margin,
-        data.flip_rate, data.crop_scale, data.crop_ratio, data.num_padding_audio_frames, seed=config.seed,
+        data.meta_paths, width=data.train_width, height=data.train_height, num_frames=data.num_frames, sample_rate=data.sample_rate,
+        reference_margin=data.reference_margin, flip_rate=data.flip_rate, crop_scale=data.crop_scale, crop_ratio=data.crop_ratio,
+        num_padding_audio_frames=data.num_padding_audio_frames, seed=config.seed,
     )
     accumulation = solver.gradient_accumulation_steps
     keys = SampleKeys(data.train_bs, accelerator.process_index, accelerator.num_processes, start_micro_batch=step * accumulation)
     loader = torch.utils.data.DataLoader(dataset, batch_size=data.train_bs, sampler=keys, num_workers=data.num_workers)
-    settings = StepSettings(config.uncond_ratio, data.kps_drop_rate, data.reference_drop_rate, config.noise_offset, data.lip_loss_weight, config.snr_gamma)
+    settings = StepSettings(
+        uncond_ratio=config.uncond_ratio, kps_drop_rate=data.kps_drop_rate, reference_drop_rate=data.reference_drop_rate,
+        noise_offset=config.noise_offset, lip_loss_weight=data.lip_loss_weight, snr_gamma=config.snr_gamma,
+    )
     if accelerator.is_main_process and log_with:
         accelerator.init_trackers(config_name, config=_flat_hparams(config))
     setup_seconds = time.perf_counter() - setup_started
@@ -299,7 +296,7 @@ def main(argv=None) -> int:
     try:
         config = load_config(args.config)
         train(config, Path(args.config).stem)
-    except (ConfigError, CheckpointError, DatasetError) as error:
+    except VExpressError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

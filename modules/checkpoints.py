@@ -1,26 +1,103 @@
-"""Reading the published weight files (weights-only) and loading them strictly into our networks."""
+"""Reading and writing weight files: weights-only reading, strict loading into our networks, the published
+five-file split, and the atomic writes every saved file goes through."""
 
+import contextlib
+import os
 import pickle
 import re
+import shutil
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import safetensors.torch
 import torch
 from safetensors import SafetensorError
 from torch import nn
 
 from .audio_projection import AudioProjection
+from .errors import VExpressError
 from .reference_net import reference_net_from_config
 from .unet_3d import UNet3DConditionModel
 from .v_kps_guider import VKpsGuider
 
 DOWNLOAD_HINT = "download the weights with: python scripts/download_models.py (see model_ckpts/README.md)"
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}  # the names --dtype and configs use
+MOTION_MODULE_KEY = "motion_modules."  # the keys motion_module.bin holds; denoising_unet.bin holds the others
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(VExpressError):
     """A weight file that is missing, unreadable, unsafe, or does not fit its network."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write a file or a folder to; it becomes `path` when the block ends without
+    an error, and is removed when it fails. So `path` only ever holds something complete.
+
+        with atomic_path("out.mp4") as partial:
+            write_everything_to(partial)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_path(path)
+    _remove(partial)
+    try:
+        yield partial
+        if partial.is_dir():
+            _remove(path)  # os.replace cannot put a folder over a non-empty one
+        os.replace(partial, path)
+    except BaseException:
+        _remove(partial)
+        raise
+
+
+def partial_path(path: str | Path) -> Path:
+    """Where `atomic_path` writes `path` before it is complete (hidden, same folder, same suffix)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def numpy_allowlist(dtypes=(np.float32,)) -> list:
+    """Exactly the numpy objects that pickled arrays and scalars of `dtypes` need, under numpy 1 and numpy 2
+    names: what a weights-only `torch.load` may rebuild from the published keypoint and face-info files."""
+    core = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    return [
+        (core._reconstruct, "numpy.core.multiarray._reconstruct"),
+        (core._reconstruct, "numpy._core.multiarray._reconstruct"),
+        (core.scalar, "numpy.core.multiarray.scalar"),
+        (core.scalar, "numpy._core.multiarray.scalar"),
+        np.ndarray, np.dtype, *(type(np.dtype(dtype)) for dtype in dtypes),
+    ]
+
+
+def v_express_state_dicts(reference_net, denoising_unet, v_kps_guider, audio_projection) -> dict[str, dict]:
+    """The published files' contents, {file stem: state dict}: `denoising_unet` without its motion modules,
+    `motion_module` with only them."""
+    unet_state = denoising_unet.state_dict()
+    return {
+        "reference_net": reference_net.state_dict(),
+        "denoising_unet": {k: v for k, v in unet_state.items() if MOTION_MODULE_KEY not in k},
+        "motion_module": {k: v for k, v in unet_state.items() if MOTION_MODULE_KEY in k},
+        "v_kps_guider": v_kps_guider.state_dict(),
+        "audio_projection": audio_projection.state_dict(),
+    }
+
+
+def save_file(obj, path: str | Path) -> Path:
+    """`torch.save`, atomically: `path` only ever holds a complete file. Weight files are plain dicts of CPU
+    tensors (the published format)."""
+    with atomic_path(path) as partial:
+        torch.save(obj, partial)
+    return Path(path)
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -161,7 +238,7 @@ def rename_legacy_audio_attention(state_dict: dict) -> dict:
 
 def motion_module_state_dict(state_dict: dict) -> dict:
     """The motion-module tensors of an AnimateDiff (`mm_sd_v15_v2`) or V-Express file."""
-    return {key.removeprefix("module."): value for key, value in state_dict.items() if "motion_modules." in key}
+    return {key.removeprefix("module."): value for key, value in state_dict.items() if MOTION_MODULE_KEY in key}
 
 
 def load_partially(module: nn.Module, state_dict: dict, source: str, may_lack: Callable[[str], bool] = lambda key: False) -> list[str]:

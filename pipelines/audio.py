@@ -11,8 +11,10 @@ import soundfile
 import torch
 import torch.nn.functional as F
 
+from modules.errors import VExpressError
 
-class AudioError(ValueError):
+
+class AudioError(VExpressError):
     """Audio that cannot be used, with a message for the user."""
 
 

@@ -5,10 +5,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from modules.errors import VExpressError
+
 DOWNLOAD_HINT = "download it with: python scripts/download_models.py --include insightface_models (see model_ckpts/README.md)"
 
 
-class FaceError(ValueError):
+class FaceError(VExpressError):
     """No usable face, or no detector, with a message for the user."""
 
 

@@ -11,26 +11,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from modules.checkpoints import numpy_allowlist
+from modules.errors import VExpressError
+
 RETARGET_STRATEGIES = ("fix_face", "no_retarget", "offset_retarget", "naive_retarget")
 KPS_COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255))  # RGB of left eye, right eye, nose
 LEFT_EYE, RIGHT_EYE, NOSE = 0, 1, 2
 
 
-class KpsError(ValueError):
+class KpsError(VExpressError):
     """A keypoint sequence that cannot be used, with a message for the user."""
-
-
-def numpy_allowlist(dtypes=(np.float32,)) -> list:
-    """Exactly the numpy objects that pickled arrays and scalars of `dtypes` need, under numpy 1 and numpy 2
-    names: what a weights-only `torch.load` may rebuild from the published keypoint and face-info files."""
-    core = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
-    return [
-        (core._reconstruct, "numpy.core.multiarray._reconstruct"),
-        (core._reconstruct, "numpy._core.multiarray._reconstruct"),
-        (core.scalar, "numpy.core.multiarray.scalar"),
-        (core.scalar, "numpy._core.multiarray.scalar"),
-        np.ndarray, np.dtype, *(type(np.dtype(dtype)) for dtype in dtypes),
-    ]
 
 
 def load_kps_sequence(path: str | Path) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Building a VExpressPipeline from a `model_ckpts`-layout folder."""
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -15,43 +15,67 @@ from .config import load_inference_config
 from .pipeline_v_express import VExpressPipeline
 
 
+MODEL_ROOT = "./model_ckpts/"
+
+
+def _weights(part: str, what: str, relative: str, *required: str):
+    """A ModelPaths field: its default (`relative` under ./model_ckpts/), and as metadata the download part it
+    belongs to, what it is, and the files it must hold relative to it (a folder) or "" (it is the file);
+    "a|b" accepts either name."""
+    return field(default=MODEL_ROOT + relative, metadata=dict(part=part, what=what, required=required or ("",)))
+
+
 @dataclass
 class ModelPaths:
-    """Where each part lives; the defaults are the published `./model_ckpts/` layout."""
+    """Where each part lives: the one description of the `model_ckpts/` layout (model_ckpts.md). Every field is
+    a weight-path flag of inference.py and the web UI; scripts/download_models.py fetches and checks the same files."""
 
-    unet_config_path: str = "./model_ckpts/stable-diffusion-v1-5/unet/config.json"
-    vae_path: str = "./model_ckpts/sd-vae-ft-mse/"
-    audio_encoder_path: str = "./model_ckpts/wav2vec2-base-960h/"
-    insightface_model_path: str = "./model_ckpts/insightface_models/"
-    denoising_unet_path: str = "./model_ckpts/v-express/denoising_unet.bin"
-    reference_net_path: str = "./model_ckpts/v-express/reference_net.bin"
-    v_kps_guider_path: str = "./model_ckpts/v-express/v_kps_guider.bin"
-    audio_projection_path: str = "./model_ckpts/v-express/audio_projection.bin"
-    motion_module_path: str = "./model_ckpts/v-express/motion_module.bin"
+    unet_config_path: str = _weights("stable-diffusion-v1-5", "SD1.5 UNet config", "stable-diffusion-v1-5/unet/config.json")
+    vae_path: str = _weights(
+        "sd-vae-ft-mse", "VAE", "sd-vae-ft-mse/", "config.json", "diffusion_pytorch_model.safetensors|diffusion_pytorch_model.bin")
+    audio_encoder_path: str = _weights(
+        "wav2vec2-base-960h", "wav2vec2", "wav2vec2-base-960h/", "config.json", "preprocessor_config.json", "model.safetensors|pytorch_model.bin")
+    insightface_model_path: str = _weights(
+        "insightface_models", "face detector", "insightface_models/", "models/buffalo_l/det_10g.onnx")
+    denoising_unet_path: str = _weights("v-express", "denoising UNet weights", "v-express/denoising_unet.bin")
+    reference_net_path: str = _weights("v-express", "ReferenceNet weights", "v-express/reference_net.bin")
+    v_kps_guider_path: str = _weights("v-express", "V-Kps Guider weights", "v-express/v_kps_guider.bin")
+    audio_projection_path: str = _weights("v-express", "Audio Projection weights", "v-express/audio_projection.bin")
+    motion_module_path: str = _weights("v-express", "motion-module weights", "v-express/motion_module.bin")
 
     @classmethod
     def under(cls, folder) -> "ModelPaths":
         """The same layout under another folder than `./model_ckpts/`."""
-        return cls(**{name: str(Path(folder) / default.removeprefix("./model_ckpts/")) for name, default in vars(cls()).items()})
+        return cls(**{f.name: str(Path(folder) / f.default.removeprefix(MODEL_ROOT)) for f in fields(cls)})
 
     @classmethod
     def from_args(cls, args) -> "ModelPaths":
-        return cls(**{field.name: getattr(args, field.name) for field in fields(cls)})
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
 
-    def missing(self) -> list[str]:
-        """One line for each file or folder that is not there."""
-        needed = {
-            "SD1.5 UNet config": Path(self.unet_config_path),
-            "VAE config": Path(self.vae_path) / "config.json",
-            "wav2vec2 config": Path(self.audio_encoder_path) / "config.json",
-            "wav2vec2 feature-extractor config": Path(self.audio_encoder_path) / "preprocessor_config.json",
-            "denoising UNet weights": Path(self.denoising_unet_path),
-            "ReferenceNet weights": Path(self.reference_net_path),
-            "V-Kps Guider weights": Path(self.v_kps_guider_path),
-            "Audio Projection weights": Path(self.audio_projection_path),
-            "motion-module weights": Path(self.motion_module_path),
-        }
-        return [f"{path} ({what})" for what, path in needed.items() if not path.is_file()]
+    def required_files(self, parts=None) -> list[tuple[str, str, tuple[Path, ...]]]:
+        """(part, what, accepted paths) for every required file of the parts asked for (default all)."""
+        rows = []
+        for f in fields(self):
+            if parts is None or f.metadata["part"] in parts:
+                base = Path(getattr(self, f.name))
+                for names in f.metadata["required"]:
+                    rows.append((f.metadata["part"], f.metadata["what"], tuple(base / name if name else base for name in names.split("|"))))
+        return rows
+
+    def missing(self, needs_face_detector: bool = False) -> list[str]:
+        """One line for each file that generation needs and is not there."""
+        parts = None if needs_face_detector else [p for p in PARTS if p != "insightface_models"]
+        return [f"{paths[0]} ({what})" for _, what, paths in self.required_files(parts) if not any(p.is_file() for p in paths)]
+
+
+# Download part -> what it is (scripts/download_models.py --include takes these names).
+PARTS = {
+    "v-express": "the five V-Express networks",
+    "stable-diffusion-v1-5": "the SD1.5 UNet architecture (config only)",
+    "sd-vae-ft-mse": "the VAE",
+    "wav2vec2-base-960h": "the audio encoder",
+    "insightface_models": "the face detector (buffalo_l)",
+}
 
 
 def load_pipeline(paths: ModelPaths, device="cpu", dtype=torch.float32, audio_projection_config: dict | None = None) -> VExpressPipeline:

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from modules.errors import VExpressError
+
 
 def median_filter_video(video: torch.Tensor, chunk_frames: int = 8) -> torch.Tensor:
     """3x3x3 median over (time, height, width) per colour channel, mirror padding (the edge is not repeated).
@@ -54,7 +56,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, audio_path: st
     return path
 
 
-class VideoError(ValueError):
+class VideoError(VExpressError):
     """A video file that cannot be decoded, with a message naming it."""
 
 

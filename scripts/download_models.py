@@ -12,14 +12,15 @@ what is missing, if anything.
 """
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.model_check import PARTS, check_model_folder, format_table  # noqa: E402
+from modules.checkpoints import atomic_path  # noqa: E402
+from pipelines.loading import PARTS, ModelPaths  # noqa: E402
+from scripts.model_check import check_model_folder, format_table  # noqa: E402
 
 HUB_REPO = "tk93/V-Express"
 STAGING = ".download"  # inside --local_dir: huggingface_hub's resumable download lands here first
@@ -33,7 +34,7 @@ def hub_patterns(part: str) -> list[str]:
 def source_files(source: Path, part: str) -> dict[Path, str]:
     """Files of `part` in a Hub-layout folder -> their path relative to model_ckpts/."""
     if part == "v-express":
-        names = [Path(names[0]).name for names in PARTS[part][1]]
+        names = [paths[0].name for _, _, paths in ModelPaths().required_files([part])]
         candidates = {source / name: f"v-express/{name}" for name in names}
         candidates.update({source / "model_ckpts" / "v-express" / name: f"v-express/{name}" for name in names if not (source / name).is_file()})
         return {path: target for path, target in candidates.items() if path.is_file()}
@@ -44,16 +45,10 @@ def source_files(source: Path, part: str) -> dict[Path, str]:
 def lay_out(files: dict[Path, str], local_dir: Path, move: bool) -> None:
     """Each file to local_dir/target through a temporary name, so a target only ever holds a complete file.
     Required files go last: an interrupted lay-out never looks complete to the check."""
-    required = {name for names in (n for part in PARTS.values() for n in part[1]) for name in names}
+    required = {str(p.relative_to(local_dir)) for _, _, paths in ModelPaths.under(local_dir).required_files() for p in paths}
     for path, target in sorted(files.items(), key=lambda item: item[1] in required):
-        destination = local_dir / target
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(f".{destination.name}.partial")
-        if move:
-            shutil.move(path, partial)
-        else:
-            shutil.copyfile(path, partial)
-        os.replace(partial, destination)
+        with atomic_path(local_dir / target) as partial:
+            (shutil.move if move else shutil.copyfile)(path, partial)
 
 
 def download(repo_id: str, parts: list[str], local_dir: Path) -> tuple[Path, bool]:
@@ -100,7 +95,7 @@ def main(argv=None) -> int:
         for part in parts:
             files = source_files(source, part)
             if not files:
-                say(f"error: {source} has no files for {part} ({PARTS[part][0]}); {manual_instructions(args.repo_id, [part], local_dir)}")
+                say(f"error: {source} has no files for {part} ({PARTS[part]}); {manual_instructions(args.repo_id, [part], local_dir)}")
                 return 1
             lay_out(files, local_dir, move)
         if move:

@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.dataset_files import load_face_info, read_meta  # noqa: E402
+from pipelines.training.dataset_files import load_face_info, read_meta  # noqa: E402
 from pipelines.kps import draw_kps_image  # noqa: E402
 from pipelines.video import read_video  # noqa: E402
 from scripts.make_synthetic_dataset import write_synthetic_dataset  # noqa: E402

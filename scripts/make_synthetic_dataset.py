@@ -18,7 +18,8 @@ import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.dataset_files import save_atomically, write_meta  # noqa: E402
+from modules.checkpoints import save_file  # noqa: E402
+from pipelines.training.dataset_files import write_meta  # noqa: E402
 
 SAMPLE_RATE = 16000
 
@@ -96,7 +97,7 @@ def write_synthetic_dataset(out_dir, num_clips: int, num_frames: int, size: int,
     """Clips, face info, audio embeddings and meta.json under `out_dir`; returns the meta path."""
     from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
-    from pipelines.data_preparation import clip_audio_embeddings, clip_paths
+    from scripts.prepare_dataset.data_preparation import clip_audio_embeddings, clip_paths
     from pipelines.video import write_video
 
     out_dir = Path(out_dir)
@@ -109,8 +110,8 @@ def write_synthetic_dataset(out_dir, num_clips: int, num_frames: int, size: int,
         with tempfile.TemporaryDirectory() as folder:
             soundfile.write(Path(folder) / "audio.wav", audio, SAMPLE_RATE)
             write_video(paths["video"], frames, fps, Path(folder) / "audio.wav")
-        save_atomically({"global_embeds": clip_audio_embeddings(paths["video"], processor, encoder)}, paths["audio_embeds"])
-        save_atomically(face_info, paths["face_info"])
+        save_file({"global_embeds": clip_audio_embeddings(paths["video"], processor, encoder)}, paths["audio_embeds"])
+        save_file(face_info, paths["face_info"])
         np.save(out_dir / "videos" / f"clip_{index:03d}_mouth_opening.npy", openings)
         clips.append(paths)
     return write_meta(out_dir / "meta.json", clips)

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # modules before diffusers: importing it quiets a bitsandbytes warning that importing diffusers sets off.
 from modules import AudioProjection, UNet3DConditionModel, VKpsGuider, reference_net_from_config  # noqa: E402
+from modules.checkpoints import save_file, v_express_state_dicts  # noqa: E402
 from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: E402
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model  # noqa: E402
 from pipelines.config import load_inference_config  # noqa: E402
@@ -83,12 +84,12 @@ def write_tiny_checkpoints(out_dir: str | Path, seed: int = 0) -> Path:
     Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=False).save_pretrained(audio_dir)
 
     unet = randomize_(UNet3DConditionModel.from_config_2d(UNET_CONFIG, load_inference_config()["unet_additional_kwargs"]), seed + 2)
-    state = unet.state_dict()
-    torch.save({k: v for k, v in state.items() if "motion_modules" not in k}, express_dir / "denoising_unet.bin")
-    torch.save({k: v for k, v in state.items() if "motion_modules" in k}, express_dir / "motion_module.bin")
-    torch.save(randomize_(reference_net_from_config(UNET_CONFIG), seed + 3).state_dict(), express_dir / "reference_net.bin")
-    torch.save(randomize_(VKpsGuider(**V_KPS_GUIDER_CONFIG), seed + 4).state_dict(), express_dir / "v_kps_guider.bin")
-    torch.save(randomize_(AudioProjection(**AUDIO_PROJECTION_CONFIG), seed + 5).state_dict(), express_dir / "audio_projection.bin")
+    files = v_express_state_dicts(
+        randomize_(reference_net_from_config(UNET_CONFIG), seed + 3), unet,
+        randomize_(VKpsGuider(**V_KPS_GUIDER_CONFIG), seed + 4), randomize_(AudioProjection(**AUDIO_PROJECTION_CONFIG), seed + 5),
+    )
+    for name, state_dict in files.items():
+        save_file(state_dict, express_dir / f"{name}.bin")
     # The image-variation UNet that training's stage 1 starts both UNets from (diffusers folder layout).
     randomize_(UNet2DConditionModel.from_config(UNET_CONFIG), seed + 6).save_pretrained(out / "sd-image-variations-diffusers" / "unet")
     return out

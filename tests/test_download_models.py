@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from cli_helpers import make_model_ckpts, run_cli
-from pipelines.model_check import PARTS
+from pipelines.loading import PARTS
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_lays_out_a_hub_clone_and_verifies_it(hub_clone, tmp_path):
     for weights in hub_clone.glob("*.bin"):
         assert (out / "v-express" / weights.name).read_bytes() == weights.read_bytes()
     assert (out / "insightface_models" / "models" / "buffalo_l" / "det_10g.onnx").is_file()
-    assert not list(out.rglob("*.partial"))
+    assert not list(out.rglob("*.partial*"))
 
     check = run_cli("scripts/download_models.py", "--check", "--local_dir", out)
     assert check.returncode == 0 and "v-express/denoising_unet.bin" in check.stdout

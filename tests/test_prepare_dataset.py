@@ -9,9 +9,9 @@ import torch
 
 from cli_helpers import ROOT, run_cli, write_lossless_video
 from marker_detector import draw_marker, expected_kps, expected_landmarks, write_landmark_model, write_marker_detector
-from pipelines.dataset_files import load_audio_embeddings, load_face_info, read_meta
+from pipelines.training.dataset_files import load_audio_embeddings, load_face_info, read_meta
 from pipelines.kps import numpy_allowlist
-from pipelines.training_data import TalkingHeadDataset
+from pipelines.training.dataset import TalkingHeadDataset
 from scripts.make_tiny_checkpoints import write_tiny_checkpoints
 
 SIZE, FPS, FRAMES = 64, 25, 50
@@ -82,7 +82,7 @@ def test_prepares_good_clips_skips_bad_ones_resumes_and_checks(tmp_path, models)
     assert load_audio_embeddings(clips[0]["audio_embeds"]).shape == (embeds.shape[0], embeds.shape[2])
 
     # The training dataset reads what was prepared: its lip mask sits on the detected mouth.
-    sample = TalkingHeadDataset([out / "meta.json"], SIZE, SIZE, num_frames=4, reference_margin=5, flip_rate=0.0, crop_ratio=(1.0, 1.0))[0]
+    sample = TalkingHeadDataset([out / "meta.json"], width=SIZE, height=SIZE, num_frames=4, reference_margin=5, flip_rate=0.0, crop_ratio=(1.0, 1.0))[0]
     assert sample["targets"].shape == (3, 4, SIZE, SIZE) and sample["audio"].shape == (4, 10, embeds.shape[2])
     mouths = [expected_landmarks(x, y)[52:72].mean(axis=0) / 8 for x, y in path]
     first_mask = sample["lip_masks"][0, 0]

@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 
 from cli_helpers import ROOT, inspect_mp4, run_cli
 from modules.checkpoints import read_state_dict
-from pipelines.training import StepSettings, training_noise_scheduler, training_step
-from pipelines.training_data import TalkingHeadDataset
+from pipelines.training.step import StepSettings, training_noise_scheduler, training_step
+from pipelines.training.dataset import TalkingHeadDataset
 from scripts.make_synthetic_dataset import write_synthetic_dataset
 from scripts.make_tiny_checkpoints import write_tiny_checkpoints
 from train import build_networks, load_config
@@ -112,7 +112,7 @@ def test_loss_decreases_on_one_repeated_batch(workspace):
     from diffusers import AutoencoderKL
 
     vae = AutoencoderKL.from_pretrained(config.vae_model_path).requires_grad_(False)
-    data = TalkingHeadDataset(config.data.meta_paths, 64, 64, 4, reference_margin=4, seed=0)
+    data = TalkingHeadDataset(config.data.meta_paths, width=64, height=64, num_frames=4, reference_margin=4, seed=0)
     batch = {key: value[None] for key, value in data[0].items()}
     scheduler = training_noise_scheduler(OmegaConf.to_container(config.noise_scheduler_kwargs))
     optimizer = torch.optim.AdamW([p for p in networks.parameters() if p.requires_grad], lr=1e-3)

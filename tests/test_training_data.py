@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from pipelines.audio import audio_vectors_per_frame
-from pipelines.dataset_files import load_audio_embeddings, load_face_info, read_meta
-from pipelines.training_data import SampleKeys, TalkingHeadDataset, lip_mask, random_resized_crop_box
+from pipelines.training.dataset_files import DatasetError, load_audio_embeddings, load_face_info, read_meta
+from pipelines.training.dataset import SampleKeys, TalkingHeadDataset, lip_mask, random_resized_crop_box
 from pipelines.video import read_video, read_video_frames
 from scripts.make_synthetic_dataset import write_synthetic_dataset
 from scripts.make_tiny_checkpoints import write_tiny_checkpoints
@@ -96,5 +96,5 @@ def test_frames_are_read_selectively_and_a_stale_face_info_is_named(meta, tmp_pa
     short_face_info = tmp_path / "face_info.pt"
     torch.save([[face] for face in load_face_info(clip["face_info"])[:FRAMES - 2]], short_face_info)
     stale.write_text(json.dumps([{**clip, "face_info": str(short_face_info)}]))
-    with pytest.raises(ValueError, match=f"{FRAMES} frames but .*face_info.pt has {FRAMES - 2}; prepare it again"):
+    with pytest.raises(DatasetError, match=f"{FRAMES} frames but .*face_info.pt has {FRAMES - 2}; prepare it again"):
         dataset(stale)[0]

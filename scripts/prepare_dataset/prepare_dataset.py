@@ -16,8 +16,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from pipelines.data_preparation import check_dataset, format_check_table, prepare_dataset  # noqa: E402
-from pipelines.dataset_files import DatasetError  # noqa: E402
+from scripts.prepare_dataset.data_preparation import check_dataset, format_check_table, prepare_dataset  # noqa: E402
+from pipelines.training.dataset_files import DatasetError  # noqa: E402
 from pipelines.face import FaceDetector, FaceError  # noqa: E402
 
 

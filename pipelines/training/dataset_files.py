@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .kps import numpy_allowlist
+from modules.checkpoints import atomic_path, numpy_allowlist
+from modules.errors import VExpressError
 
 FACE_FIELDS = ("bbox", "kps", "det_score", "landmark_2d_106", "landmark_3d_68", "pose", "gender", "age", "embedding")
 FACE_FIELD_SHAPES = {"bbox": (4,), "kps": (5, 2), "landmark_2d_106": (106, 2)}  # what training reads
@@ -20,7 +21,7 @@ LIP_LANDMARKS = slice(52, 72)  # the mouth points of insightface's 106-point lay
 _NUMPY_DTYPES = (np.float32, np.float64, np.int64, np.int32, np.uint8)
 
 
-class DatasetError(ValueError):
+class DatasetError(VExpressError):
     """A training-data file that cannot be used, with a message for the user."""
 
 
@@ -34,16 +35,6 @@ def face_record(face) -> dict:
         value = np.asarray(value)
         record[field] = value.astype(np.float32) if value.ndim else value.item()
     return record
-
-
-def save_atomically(obj, path: str | Path) -> Path:
-    """`torch.save` to a temporary file beside `path`, then rename: `path` only ever holds a complete file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    torch.save(obj, partial)
-    os.replace(partial, path)
-    return path
 
 
 def _load(path: Path, what: str):
@@ -111,14 +102,11 @@ def write_meta(path: str | Path, clips: list[dict]) -> Path:
     """Clips with absolute or relative paths -> meta JSON with paths relative to its folder, written atomically."""
     path = Path(path)
     entries = [{key: os.path.relpath(Path(value).resolve(), path.parent.resolve()) for key, value in clip.items()} for clip in clips]
-    return write_json_atomically(path, entries)
+    return write_json(path, entries)
 
 
-def write_json_atomically(path: str | Path, data) -> Path:
-    """JSON to a temporary file beside `path`, then renamed: `path` only ever holds a complete file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(partial, path)
-    return path
+def write_json(path: str | Path, data) -> Path:
+    """JSON, atomically: `path` only ever holds a complete file."""
+    with atomic_path(path) as partial:
+        partial.write_text(json.dumps(data, indent=2) + "\n")
+    return Path(path)

@@ -1,22 +1,12 @@
-"""What a complete `model_ckpts/` folder holds (model_ckpts.md), and a check of every file: present, size,
-and loadable with the right keys. The weight files are read weights-only; networks are built on the `meta`
-device for the key check, so checking costs no memory."""
+"""The check behind `download_models.py --check`: every file of a `model_ckpts/`-layout folder (as
+`pipelines.loading.ModelPaths` describes it) present, its size, and whether it loads with the right keys.
+Weight files are read weights-only; networks are built on the `meta` device for the key check, so checking
+costs no memory."""
 
 from dataclasses import dataclass
 from pathlib import Path
 
-# Part name (what `download_models.py --include` takes) -> (what it is, required files relative to model_ckpts/,
-# each given as its accepted names, the first found counting).
-PARTS = {
-    "v-express": ("the five V-Express networks", [(f"v-express/{name}.bin",) for name in (
-        "reference_net", "denoising_unet", "motion_module", "v_kps_guider", "audio_projection")]),
-    "stable-diffusion-v1-5": ("the SD1.5 UNet architecture (config only)", [("stable-diffusion-v1-5/unet/config.json",)]),
-    "sd-vae-ft-mse": ("the VAE", [("sd-vae-ft-mse/config.json",),
-                                  ("sd-vae-ft-mse/diffusion_pytorch_model.safetensors", "sd-vae-ft-mse/diffusion_pytorch_model.bin")]),
-    "wav2vec2-base-960h": ("the audio encoder", [("wav2vec2-base-960h/config.json",), ("wav2vec2-base-960h/preprocessor_config.json",),
-                                                 ("wav2vec2-base-960h/model.safetensors", "wav2vec2-base-960h/pytorch_model.bin")]),
-    "insightface_models": ("the face detector (buffalo_l)", [("insightface_models/models/buffalo_l/det_10g.onnx",)]),
-}
+from pipelines.loading import PARTS, ModelPaths
 
 
 @dataclass
@@ -36,13 +26,13 @@ def check_model_folder(folder, parts=None, load=True) -> list[FileCheck]:
     """One row per required file of each part (default all): present, size, and (`load`) whether it loads."""
     folder = Path(folder)
     rows = []
-    for part in parts or PARTS:
-        for names in PARTS[part][1]:
-            path = next((folder / name for name in names if (folder / name).is_file()), None)
-            row = FileCheck(part, str(path.relative_to(folder)) if path else " or ".join(names), path is not None, path.stat().st_size if path else 0)
-            if path is not None and load:
-                row.loads = _loads(folder, part, path)
-            rows.append(row)
+    for part, _, accepted in ModelPaths.under(folder).required_files(parts or list(PARTS)):
+        path = next((p for p in accepted if p.is_file()), None)
+        name = str(path.relative_to(folder)) if path else " or ".join(str(p.relative_to(folder)) for p in accepted)
+        row = FileCheck(part, name, path is not None, path.stat().st_size if path else 0)
+        if path is not None and load:
+            row.loads = _loads(folder, part, path)
+        rows.append(row)
     return rows
 
 
@@ -80,9 +70,8 @@ def _check_network_file(folder: Path, path: Path) -> None:
     import torch
 
     from modules import AudioProjection, UNet3DConditionModel, VKpsGuider, reference_net_from_config
-    from modules.checkpoints import audio_projection_config, check_state_dict, read_state_dict, v_kps_guider_config
-
-    from .config import load_inference_config
+    from modules.checkpoints import MOTION_MODULE_KEY, audio_projection_config, check_state_dict, read_state_dict, v_kps_guider_config
+    from pipelines.config import load_inference_config
 
     state_dict = read_state_dict(path)
     unet_config = folder / "stable-diffusion-v1-5" / "unet" / "config.json"
@@ -94,9 +83,9 @@ def _check_network_file(folder: Path, path: Path) -> None:
             network = UNet3DConditionModel.from_config_2d(str(unet_config), load_inference_config()["unet_additional_kwargs"])
             # Each file covers its side of the split (denoising_unet.bin may also hold the motion modules):
             # the other side is taken from the network itself, so only this file's keys are judged.
-            other_side = {k: v for k, v in network.state_dict().items() if ("motion_modules." in k) != (name == "motion_module")}
+            other_side = {k: v for k, v in network.state_dict().items() if (MOTION_MODULE_KEY in k) != (name == "motion_module")}
             if name == "denoising_unet":
-                state_dict = {k: v for k, v in state_dict.items() if "motion_modules." not in k}
+                state_dict = {k: v for k, v in state_dict.items() if MOTION_MODULE_KEY not in k}
             state_dict = {**other_side, **state_dict}
         elif name == "v_kps_guider":
             network = VKpsGuider(**v_kps_guider_config(state_dict))

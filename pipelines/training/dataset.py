@@ -10,12 +10,14 @@ import warnings
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from .audio import audio_vectors_per_frame
-from .dataset_files import LIP_LANDMARKS, load_audio_embeddings, load_face_info, read_meta
-from .kps import draw_kps_image
-from .video import read_video_frames
+from pipelines.audio import audio_vectors_per_frame
+from pipelines.kps import draw_kps_image
+from pipelines.video import read_video_frames
+
+from .dataset_files import LIP_LANDMARKS, DatasetError, load_audio_embeddings, load_face_info, read_meta
 
 
 def random_resized_crop_box(rng: np.random.Generator, height: int, width: int, scale, ratio) -> tuple[int, int, int, int]:
@@ -50,13 +52,13 @@ class TalkingHeadDataset(Dataset):
     lip_masks (1, F, H/8, W/8) in [0, 1] (the mask's coverage of each latent cell); audio (F, 2(2P+1), dim) audio vectors for the target frames."""
 
     def __init__(
-        self, meta_paths, width: int, height: int, num_frames: int, sample_rate: int = 1, reference_margin: int = 30,
+        self, meta_paths, *, width: int, height: int, num_frames: int, sample_rate: int = 1, reference_margin: int = 30,
         flip_rate: float = 0.5, crop_scale=(1.0, 1.0), crop_ratio=(0.9, 1.0), num_padding_audio_frames: int = 2,
         vae_scale_factor: int = 8, seed: int = 0,
     ):
         self.clips = [clip for path in meta_paths for clip in read_meta(path)]
         if not self.clips:
-            raise ValueError(f"no clips listed in {', '.join(map(str, meta_paths))}")
+            raise DatasetError(f"no clips listed in {', '.join(map(str, meta_paths))}")
         self.width, self.height, self.num_frames, self.sample_rate = width, height, num_frames, sample_rate
         self.reference_margin, self.flip_rate = reference_margin, flip_rate
         self.crop_scale, self.crop_ratio = tuple(crop_scale), tuple(crop_ratio)
@@ -78,7 +80,7 @@ class TalkingHeadDataset(Dataset):
             sample = None if index in self._unusable else self._sample(index, rng)
             if sample is not None:
                 return sample
-        raise ValueError(f"no clip is long enough for {self.num_frames} frames with a reference {self.reference_margin} frames away")
+        raise DatasetError(f"no clip is long enough for {self.num_frames} frames with a reference {self.reference_margin} frames away")
 
     def _choose_frames(self, video_len: int, rng) -> tuple[list[int], int] | None:
         if video_len < self.num_frames:
@@ -102,25 +104,31 @@ class TalkingHeadDataset(Dataset):
         # Only the frames used are kept: a clip of minutes would not fit in memory whole.
         frames, num_frames = read_video_frames(clip["video"], targets + [reference_index])
         if num_frames != len(face_info):
-            raise ValueError(f"{clip['video']}: {num_frames} frames but {clip['face_info']} has {len(face_info)}; prepare it again")
+            raise DatasetError(f"{clip['video']}: {num_frames} frames but {clip['face_info']} has {len(face_info)}; prepare it again")
         frame_h, frame_w = frames[reference_index].shape[:2]
         top, left, crop_h, crop_w = random_resized_crop_box(rng, frame_h, frame_w, self.crop_scale, self.crop_ratio)
         flip = rng.random() < self.flip_rate
         latent_size = (self.width // self.vae_scale_factor, self.height // self.vae_scale_factor)
 
-        def crop(image, size, interpolation=cv2.INTER_LINEAR):
-            image = cv2.resize(image[top:top + crop_h, left:left + crop_w], size, interpolation=interpolation)
+        def crop(image):  # (H, W, 3) uint8 -> the crop at the training size, flipped or not
+            # PIL's bilinear filter widens with the reduction (antialiased), as the published transforms did.
+            image = Image.fromarray(np.ascontiguousarray(image[top:top + crop_h, left:left + crop_w])).resize((self.width, self.height), Image.BILINEAR)
+            image = np.array(image)  # a writable copy
             return image[:, ::-1] if flip else image
 
         def pixels(image):  # (H, W, 3) uint8 -> (3, H, W) in [-1, 1]
-            return torch.from_numpy(np.ascontiguousarray(crop(image, (self.width, self.height)))).permute(2, 0, 1).float() / 127.5 - 1
+            return torch.from_numpy(np.ascontiguousarray(crop(image))).permute(2, 0, 1).float() / 127.5 - 1
+
+        def mask(landmarks):  # INTER_AREA: each latent cell gets the fraction of it the mask covers (a thin closed mouth does not vanish)
+            region = lip_mask(frame_h, frame_w, landmarks).astype(np.float32)[top:top + crop_h, left:left + crop_w]
+            region = cv2.resize(region, latent_size, interpolation=cv2.INTER_AREA)
+            return region[:, ::-1] if flip else region
 
         kps_images = []
         for i in targets:
-            kps_image = crop(draw_kps_image(frame_h, frame_w, face_info[i]["kps"][:3]), (self.width, self.height))
+            kps_image = crop(draw_kps_image(frame_h, frame_w, face_info[i]["kps"][:3]))
             kps_images.append(kps_image[..., [1, 0, 2]] if flip else kps_image)  # mirrored: left and right eye colours swap
-        # INTER_AREA: each latent cell gets the fraction of it the mask covers (a thin closed mouth does not vanish).
-        masks = [crop(lip_mask(frame_h, frame_w, face_info[i]["landmark_2d_106"]).astype(np.float32), latent_size, cv2.INTER_AREA) for i in targets]
+        masks = [np.ascontiguousarray(mask(face_info[i]["landmark_2d_106"])) for i in targets]
         audio = audio_vectors_per_frame(load_audio_embeddings(clip["audio_embeds"]), num_frames, self.num_padding_audio_frames)
         return {
             "reference": pixels(frames[reference_index]),

@@ -8,15 +8,16 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler
 from torch import nn
 
+from modules.checkpoints import MOTION_MODULE_KEY
 from modules.reference_net import compute_reference_bank
 from modules.unet_3d import fold_frames, unfold_frames
 
 MODULE_NAMES = ("reference_net", "denoising_unet", "v_kps_guider", "audio_projection", "motion_module")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class StepSettings:
-    """The per-step numbers of a training config (published values as defaults)."""
+    """The per-step numbers of a training config (published values as defaults), given by name."""
 
     uncond_ratio: float = 0.1
     kps_drop_rate: float = 0.0
@@ -56,7 +57,7 @@ class VExpressNetworks(nn.Module):
             if name.startswith(("up_blocks.3.", "conv_out.")):
                 param.requires_grad_(False)
         for name, param in self.denoising_unet.named_parameters():
-            if "motion_modules." in name:
+            if MOTION_MODULE_KEY in name:
                 param.requires_grad_(bool(module_training.get("motion_module")))
             elif ".transformer_blocks." in name and (".attn2." in name or ".norm2." in name):
                 param.requires_grad_(bool(module_training.get("audio_projection")))
@@ -121,8 +122,10 @@ def encode_latents(vae, images: torch.Tensor, generator) -> torch.Tensor:
 
 def training_step(networks: VExpressNetworks, vae, scheduler, batch: dict, settings: StepSettings, generator: torch.Generator) -> torch.Tensor:
     """The loss of one batch. Every random draw (VAE sampling, noise, timesteps, dropout) comes from the CPU
-    `generator`, so a step is reproducible from its seed alone."""
+    `generator`, so a step is reproducible from its seed alone. The networks' inputs are cast to their dtype
+    (DeepSpeed converts the networks to fp16/bf16 itself); the target and the loss stay float32."""
     device = batch["targets"].device
+    dtype = next(networks.parameters()).dtype
     latents = encode_latents(vae, batch["targets"], generator).float()
     reference_latents = encode_latents(vae, batch["reference"], generator).float()
     batch_size, channels, num_frames = latents.shape[:3]
@@ -134,6 +137,8 @@ def training_step(networks: VExpressNetworks, vae, scheduler, batch: dict, setti
 
     noisy_latents = scheduler.add_noise(latents, noise, timesteps)
     target = scheduler.get_velocity(latents, noise, timesteps) if scheduler.config.prediction_type == "v_prediction" else noise
-    prediction = networks(noisy_latents, timesteps, reference_latents, batch["audio"], batch["kps_images"], keep)
+    prediction = networks(
+        noisy_latents.to(dtype), timesteps, reference_latents.to(dtype), batch["audio"].to(dtype), batch["kps_images"].to(dtype), keep,
+    )
     return diffusion_loss(prediction, target, batch["lip_masks"], timesteps, scheduler, settings.lip_loss_weight, settings.snr_gamma)
 

@@ -11,12 +11,13 @@ import imageio_ffmpeg
 import torch
 from tqdm.auto import tqdm
 
-from .audio import AudioError, load_audio
-from .dataset_files import (
-    DatasetError, face_record, load_audio_embeddings, load_face_info, read_meta, save_atomically, write_json_atomically, write_meta,
+from modules.checkpoints import save_file
+from pipelines.audio import AudioError, load_audio
+from pipelines.face import FaceDetector
+from pipelines.training.dataset_files import (
+    DatasetError, face_record, load_audio_embeddings, load_face_info, read_meta, write_json, write_meta,
 )
-from .face import FaceDetector
-from .video import VideoError, VideoFrames
+from pipelines.video import VideoError, VideoFrames
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 AUDIO_VECTORS_PER_SECOND = 50  # wav2vec2-base: one vector per 320 samples of 16 kHz audio
@@ -89,10 +90,10 @@ def prepare_dataset(videos_dir, output_dir, meta_path, detector: FaceDetector, a
         except SkipClip as reason:
             report(f"skipped {video.name}: {reason}")
             result.skipped[video.name] = skipped[video.name] = str(reason)
-            write_json_atomically(skipped_path, skipped)
+            write_json(skipped_path, skipped)
             continue
-        save_atomically({"global_embeds": audio_embeds}, paths["audio_embeds"])
-        save_atomically(face_info, paths["face_info"])  # written last: its presence marks the clip finished
+        save_file({"global_embeds": audio_embeds}, paths["audio_embeds"])
+        save_file(face_info, paths["face_info"])  # written last: its presence marks the clip finished
         result.prepared.append(video.name)
         prepared_clips.append(paths)
         write_meta(meta_path, prepared_clips)  # kept current, so an interrupted run leaves a usable meta file

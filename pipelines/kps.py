@@ -13,8 +13,9 @@ import torch.nn.functional as F
 
 from modules.checkpoints import numpy_allowlist
 from modules.errors import VExpressError
+from pipelines.retarget import similarity_retarget
 
-RETARGET_STRATEGIES = ("fix_face", "no_retarget", "offset_retarget", "naive_retarget")
+RETARGET_STRATEGIES = ("fix_face", "no_retarget", "offset_retarget", "naive_retarget", "similarity_retarget")
 KPS_COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255))  # RGB of left eye, right eye, nose
 LEFT_EYE, RIGHT_EYE, NOSE = 0, 1, 2
 
@@ -91,13 +92,17 @@ def retarget_kps(reference_kps, driving_kps, strategy: str, num_frames: int | No
     fix_face: the reference, still; no_retarget: the driving sequence as it is;
     offset_retarget: the reference moved by half of the driving nose's (rescaled) displacement, inverted,
         as the published code does; naive_retarget: the rescaled driving sequence moved so that its
-        first nose lands on the reference nose."""
+        first nose lands on the reference nose; similarity_retarget: the driver's roll, relative scale and
+        translation (in face sizes) and its turns applied to the reference, which keeps its proportions
+        (pipelines.retarget)."""
     reference_kps = torch.as_tensor(np.asarray(reference_kps, dtype=np.float32))
     if strategy == "fix_face":
         return reference_kps.expand(num_frames if num_frames is not None else len(driving_kps), 3, 2).clone()
     driving_kps = torch.as_tensor(np.asarray(driving_kps, dtype=np.float32))
     if strategy == "no_retarget":
         return driving_kps.clone()
+    if strategy == "similarity_retarget":
+        return similarity_retarget(reference_kps, driving_kps)
     if strategy not in RETARGET_STRATEGIES:
         raise ValueError(f"unknown retarget strategy {strategy!r}; choose one of {', '.join(RETARGET_STRATEGIES)}")
     anchor = driving_kps[closest_pose_frame(reference_kps, driving_kps)]
@@ -123,3 +128,19 @@ def draw_kps_image(height: int, width: int, kps) -> np.ndarray:
     for point, colour in zip(kps, KPS_COLOURS):
         cv2.circle(canvas, (int(point[0]), int(point[1])), 4, colour, -1)
     return canvas
+
+
+class KpsImages:
+    """The V-Kps images of a keypoint sequence (L, 3, 2), drawn when asked for: `images[i]` is frame i's
+    (height, width, 3) uint8 image. The pipeline reads one context window at a time, so the images of a long
+    video never exist all at once."""
+
+    def __init__(self, kps_sequence, height: int, width: int):
+        self.kps_sequence = np.asarray(kps_sequence, dtype=np.float32)
+        self.height, self.width = height, width
+
+    def __len__(self) -> int:
+        return len(self.kps_sequence)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return draw_kps_image(self.height, self.width, self.kps_sequence[index])

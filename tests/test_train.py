@@ -127,6 +127,29 @@ def test_loss_decreases_on_one_repeated_batch(workspace):
     assert sum(losses[-5:]) / 5 < 0.5 * losses[0], losses
 
 
+def test_a_training_step_with_bf16_networks_as_deepspeed_converts_them(workspace):
+    """DeepSpeed converts the networks to bf16 (or fp16) itself while the batch stays float32: the real step casts
+    the inputs to the networks' dtype, keeps the loss in float32, and every trained network gets gradients."""
+    config = load_config(write_config(workspace, "bf16", stage=3, zero_audio_and_motion_outputs=False))
+    networks = build_networks(config, report=lambda message: None)
+    networks.set_trainable(OmegaConf.to_container(config.module_training))
+    networks.to(torch.bfloat16)
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(config.vae_model_path, torch_dtype=torch.bfloat16).requires_grad_(False)
+    data = TalkingHeadDataset(config.data.meta_paths, width=64, height=64, num_frames=4, reference_margin=4, seed=0)
+    batch = {key: value[None] for key, value in data[0].items()}
+    assert all(value.dtype == torch.float32 for value in batch.values())
+    scheduler = training_noise_scheduler(OmegaConf.to_container(config.noise_scheduler_kwargs))
+    loss = training_step(networks, vae, scheduler, batch, StepSettings(uncond_ratio=0.0), torch.Generator().manual_seed(0))
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    for name in ("reference_net", "denoising_unet", "v_kps_guider", "audio_projection"):
+        grads = [p.grad for p in getattr(networks, name).parameters() if p.requires_grad]
+        assert grads and all(g is not None and g.dtype == torch.bfloat16 for g in grads[-3:]), name
+        assert any(g.abs().sum() > 0 for g in grads), name
+
+
 def tensor_dtypes(state) -> set[torch.dtype]:
     if torch.is_tensor(state):
         return {state.dtype}

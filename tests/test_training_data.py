@@ -8,7 +8,7 @@ import torch
 
 from pipelines.audio import audio_vectors_per_frame
 from pipelines.training.dataset_files import DatasetError, load_audio_embeddings, load_face_info, read_meta
-from pipelines.training.dataset import SampleKeys, TalkingHeadDataset, lip_mask, random_resized_crop_box
+from pipelines.training.dataset import SampleKeys, TalkingHeadDataset, lip_mask, random_resized_crop_box, resize_image
 from pipelines.video import read_video, read_video_frames
 from scripts.make_synthetic_dataset import write_synthetic_dataset
 from scripts.make_tiny_checkpoints import write_tiny_checkpoints
@@ -98,3 +98,14 @@ def test_frames_are_read_selectively_and_a_stale_face_info_is_named(meta, tmp_pa
     stale.write_text(json.dumps([{**clip, "face_info": str(short_face_info)}]))
     with pytest.raises(DatasetError, match=f"{FRAMES} frames but .*face_info.pt has {FRAMES - 2}; prepare it again"):
         dataset(stale)[0]
+
+
+def test_training_resize_is_antialiased():
+    """One-pixel stripes shrunk 8 times: an even grey, not the aliased stripes a plain bilinear lookup leaves."""
+    import cv2
+
+    stripes = np.zeros((512, 512, 3), np.uint8)
+    stripes[:, ::2] = 255
+    small = resize_image(stripes, (64, 64)).astype(float)
+    assert small.shape == (64, 64, 3) and abs(small.mean() - 127.5) < 2 and small.std() < 2
+    assert cv2.resize(stripes, (64, 64), interpolation=cv2.INTER_LINEAR).std() > 50  # what the resize used to be

@@ -36,6 +36,13 @@ def random_resized_crop_box(rng: np.random.Generator, height: int, width: int, s
     return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
 
 
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size[1], size[0], 3) uint8 with PIL's bilinear filter, which widens with the reduction
+    (antialiased, as the published transforms resized): detail finer than the new pixels averages out instead
+    of aliasing into stripes."""
+    return np.array(Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.BILINEAR))
+
+
 def lip_mask(height: int, width: int, landmarks: np.ndarray, scale: float = 2.0) -> np.ndarray:
     """(height, width) uint8 0/1: the box of the mouth landmarks, scaled by `scale` about its centre."""
     lips = np.asarray(landmarks)[LIP_LANDMARKS]
@@ -111,9 +118,7 @@ class TalkingHeadDataset(Dataset):
         latent_size = (self.width // self.vae_scale_factor, self.height // self.vae_scale_factor)
 
         def crop(image):  # (H, W, 3) uint8 -> the crop at the training size, flipped or not
-            # PIL's bilinear filter widens with the reduction (antialiased), as the published transforms did.
-            image = Image.fromarray(np.ascontiguousarray(image[top:top + crop_h, left:left + crop_w])).resize((self.width, self.height), Image.BILINEAR)
-            image = np.array(image)  # a writable copy
+            image = resize_image(image[top:top + crop_h, left:left + crop_w], (self.width, self.height))
             return image[:, ::-1] if flip else image
 
         def pixels(image):  # (H, W, 3) uint8 -> (3, H, W) in [-1, 1]

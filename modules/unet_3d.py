@@ -2,6 +2,7 @@
 attention in every spatial transformer, AnimateDiff motion modules, and V-Kps features."""
 
 import inspect
+from dataclasses import dataclass
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -153,6 +154,7 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
         audio_attention_weight: float = 1.0,
         num_unconditional: int = 0,
         reference_keep: torch.Tensor | None = None,
+        deep_cache: "DeepFeatureCache | None" = None,
     ) -> torch.Tensor:
         """
         sample: (batch, 4, frames, h, w) noisy latents. timestep: scalar or (batch,).
@@ -162,6 +164,8 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
         num_unconditional: the leading samples of the batch whose conditions are all zero
             (classifier-free guidance); the conditions above then cover only the samples after them.
         reference_keep: (conditional_batch * frames,) 1 to use the reference bank, 0 for a zero bank (training's dropout).
+        deep_cache: with `reuse` False this forward stores the input of the last up block in it; with `reuse` True only
+            the shallow branch runs (conv_in, the first down block's layers, the last up block) on the stored input.
         Returns (batch, 4, frames, h, w).
         """
         batch, _, num_frames, height, width = sample.shape
@@ -181,14 +185,22 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
             hidden_states = torch.cat([hidden_states[:zero_rows], hidden_states[zero_rows:] + fold_frames(kps_features)])
 
         skips = [hidden_states]
-        for block in self.down_blocks:
-            hidden_states, outputs = block(hidden_states, temb, conditions)
+        if deep_cache is not None and deep_cache.reuse:
+            hidden_states, outputs = self.down_blocks[0](hidden_states, temb, conditions, downsample=False)
             skips.extend(outputs)
-        hidden_states = self.mid_block(hidden_states, temb, conditions)
+            hidden_states, up_blocks = deep_cache.features, self.up_blocks[-1:]
+        else:
+            for block in self.down_blocks:
+                hidden_states, outputs = block(hidden_states, temb, conditions)
+                skips.extend(outputs)
+            hidden_states = self.mid_block(hidden_states, temb, conditions)
+            up_blocks = self.up_blocks
 
         # Latent sizes that are not multiples of the total down-sampling factor need explicit up-sample sizes.
         forward_upsample_size = any(size % 2 ** (len(self.up_blocks) - 1) for size in (height, width))
-        for i, block in enumerate(self.up_blocks):
+        for block in up_blocks:
+            if deep_cache is not None and not deep_cache.reuse and block is self.up_blocks[-1]:
+                deep_cache.features = hidden_states
             block_skips = skips[-len(block.resnets):]
             del skips[-len(block.resnets):]
             upsample_size = skips[-1].shape[2:] if forward_upsample_size and skips else None
@@ -196,6 +208,15 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
 
         hidden_states = self.conv_out(self.conv_act(self.conv_norm_out(hidden_states)))
         return unfold_frames(hidden_states, num_frames)
+
+
+@dataclass
+class DeepFeatureCache:
+    """DeepCache (Ma et al., 2023) for one batch of windows: the deep features (the last up block's input,
+    (batch * frames, block_out_channels[1], h, w)) of the last full forward, reused by shallow-only forwards."""
+
+    features: torch.Tensor | None = None
+    reuse: bool = False
 
 
 def fold_frames(video: torch.Tensor) -> torch.Tensor:

@@ -69,8 +69,9 @@ class UNetBlock3D(nn.Module):
             return self._gradient_checkpointing_func(self._layer, i, hidden_states, temb, conditions)
         return self._layer(i, hidden_states, temb, conditions)
 
-    def forward(self, hidden_states, temb, conditions: FrameConditions, skips=None, upsample_size=None):
-        """Down: returns (hidden_states, outputs for the skip connections). Up: pops its skips from the end of `skips`."""
+    def forward(self, hidden_states, temb, conditions: FrameConditions, skips=None, upsample_size=None, downsample=True):
+        """Down: returns (hidden_states, outputs for the skip connections); `downsample` False stops before the
+        down-sampler. Up: pops its skips from the end of `skips`."""
         outputs = []
         for i in range(len(self.resnets)):
             if self.is_up:
@@ -81,7 +82,7 @@ class UNetBlock3D(nn.Module):
             if hasattr(self, "upsamplers"):
                 hidden_states = self.upsamplers[0](hidden_states, upsample_size)
             return hidden_states
-        if hasattr(self, "downsamplers"):
+        if hasattr(self, "downsamplers") and downsample:
             hidden_states = self.downsamplers[0](hidden_states)
             outputs.append(hidden_states)
         return hidden_states, outputs

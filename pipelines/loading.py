@@ -4,7 +4,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler
+from diffusers import AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 from modules.checkpoints import (
@@ -78,6 +78,23 @@ PARTS = {
 }
 
 
+SCHEDULERS = ("ddim", "dpmpp_2m", "unipc")
+
+
+def make_scheduler(name: str = "ddim"):
+    """The published noise schedule (v-prediction, zero-terminal-SNR rescaled betas, trailing timesteps) for the
+    published DDIM sampler, DPM-Solver++(2M) or UniPC. For the two multistep solvers diffusers moves the final
+    alphas_cumprod of a zero-terminal-SNR schedule from 0 to 2**-24, so their first sigma is finite."""
+    ddim = DDIMScheduler(**load_inference_config()["noise_scheduler_kwargs"])
+    if name == "ddim":
+        return ddim
+    if name == "dpmpp_2m":
+        return DPMSolverMultistepScheduler.from_config(ddim.config, algorithm_type="dpmsolver++", solver_order=2)
+    if name == "unipc":
+        return UniPCMultistepScheduler.from_config(ddim.config)
+    raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+
+
 def load_pipeline(paths: ModelPaths, device="cpu", dtype=torch.float32, audio_projection_config: dict | None = None) -> VExpressPipeline:
     """All networks from `paths`, in `dtype` on `device`. Raises CheckpointError for a missing or bad file."""
     missing = paths.missing()
@@ -91,16 +108,16 @@ def load_pipeline(paths: ModelPaths, device="cpu", dtype=torch.float32, audio_pr
     except (OSError, ValueError) as error:
         raise CheckpointError(f"cannot load {paths.vae_path} or {paths.audio_encoder_path}: {str(error).splitlines()[0]}; {DOWNLOAD_HINT}") from None
     pipeline = VExpressPipeline(
-        vae=vae.to(device).eval(),
+        vae=vae.to(device).eval().requires_grad_(False),
         reference_net=load_reference_net(paths.unet_config_path, paths.reference_net_path, dtype, device),
         denoising_unet=load_denoising_unet(
             paths.unet_config_path, config["unet_additional_kwargs"], paths.denoising_unet_path, paths.motion_module_path, dtype, device
         ),
         v_kps_guider=load_v_kps_guider(paths.v_kps_guider_path, dtype, device),
         audio_processor=audio_processor,
-        audio_encoder=audio_encoder.to(device).eval(),
+        audio_encoder=audio_encoder.to(device).eval().requires_grad_(False),
         audio_projection=load_audio_projection(paths.audio_projection_path, dtype, device, config=audio_projection_config),
-        scheduler=DDIMScheduler(**config["noise_scheduler_kwargs"]),
+        scheduler=make_scheduler("ddim"),
     )
     pipeline.set_progress_bar_config(leave=False)
     return pipeline

@@ -1,21 +1,34 @@
-"""VExpressPipeline: reference image + audio + keypoint images -> talking-head video."""
+"""VExpressPipeline: reference image + audio + keypoint images -> talking-head video.
 
+`pipe(reference_image, kps_images, audio_waveform, width, height, video_length, num_inference_steps,
+guidance_scale, ...)` keeps the published signature and returns the whole video tensor. Long videos stream
+instead: `output_type="latent"` returns only the latents, and `stream_frames(latents)` decodes, flicker-filters
+and converts them a batch at a time. Keypoint images and V-Kps features are made per context window, as the
+windows are denoised, so only the latents and the audio tokens are as large as the video."""
+
+import inspect
 import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
+import numpy as np
+import PIL.Image
 import torch
 import torch.distributed as dist
 from diffusers import DiffusionPipeline
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
-from tqdm.auto import tqdm
 
 from modules.reference_net import compute_reference_bank
-from modules.unet_3d import fold_frames, unfold_frames
+from modules.unet_3d import DeepFeatureCache, fold_frames, unfold_frames
 
-from .audio import audio_vectors_per_frame
+from .audio import audio_vectors_per_frame, encode_speech
 from .context import context_windows
+from .flicker_filter import FlickerFilter
 
-GUIDER_FRAMES_PER_FORWARD = 16
+AUDIO_PROJECTION_FRAMES = 1024  # frames per Audio Projection call: bounds its (frames, 10, 768) input
+# The multistep solvers' memory of earlier steps: what a resumed run must restore to continue exactly.
+SCHEDULER_HISTORY = ("model_outputs", "timestep_list", "last_sample", "lower_order_nums", "this_order", "_step_index", "_begin_index")
 
 
 def published_noise_generator(seed: int, audio_encoder) -> torch.Generator:
@@ -25,6 +38,15 @@ def published_noise_generator(seed: int, audio_encoder) -> torch.Generator:
     for _ in range(audio_encoder.config.num_hidden_layers):
         torch.rand([], generator=generator)
     return generator
+
+
+@dataclass
+class DenoisingState:
+    """Where a run stands after `step` denoising steps: what a resumed run continues from."""
+
+    step: int
+    latents: torch.Tensor  # (1, 4, L, h, w)
+    scheduler: dict = field(default_factory=dict)  # SCHEDULER_HISTORY attributes of the scheduler
 
 
 class VExpressPipeline(DiffusionPipeline):
@@ -40,85 +62,195 @@ class VExpressPipeline(DiffusionPipeline):
         self.reference_image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True)
         self.kps_image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True, do_normalize=False)
 
-    # Conditions, each computed once per video.
+    # 1. Inputs.
 
-    def encode_reference(self, reference_image, width, height, device, dtype) -> torch.Tensor:
-        """PIL image -> VAE latent mean x scaling factor, (1, 4, height/8, width/8)."""
+    def check_inputs(
+        self, kps_images, audio_waveform, width, height, video_length, num_inference_steps, guidance_scale, strength,
+        num_images_per_prompt, output_type, context_schedule, context_frames, context_overlap, num_pad_audio_frames,
+        guidance_interval, cache_interval, context_batch_size, resume_from,
+    ) -> None:
+        """A ValueError naming the argument, before any network runs."""
+        problems = []
+        if width <= 0 or height <= 0 or width % self.vae_scale_factor or height % self.vae_scale_factor:
+            problems.append(f"width and height must be positive multiples of {self.vae_scale_factor}, got {width}x{height}")
+        if video_length < 1 or len(kps_images) != video_length:
+            problems.append(f"{len(kps_images)} keypoint images for a video of {video_length} frames")
+        if len(torch.as_tensor(audio_waveform).reshape(-1)) == 0:
+            problems.append("the audio waveform is empty")
+        if num_inference_steps < 1 or not 0 < strength <= 1 or not np.isfinite(guidance_scale):
+            problems.append(f"num_inference_steps {num_inference_steps}, strength {strength}, guidance_scale {guidance_scale}")
+        if num_images_per_prompt != 1:
+            problems.append("num_images_per_prompt must be 1 (one video per call)")
+        if output_type not in ("tensor", "latent"):
+            problems.append(f"output_type must be 'tensor' or 'latent', got {output_type!r}")
+        if context_schedule != "uniform":
+            problems.append(f"context_schedule must be 'uniform', got {context_schedule!r}")
+        if not 1 <= context_frames <= 32 or not 0 <= context_overlap < context_frames:
+            problems.append(f"context_frames {context_frames} (1..32) and context_overlap {context_overlap} (0..frames - 1)")
+        if not 0 <= num_pad_audio_frames <= 2:
+            problems.append(f"num_pad_audio_frames must be 0, 1 or 2 (the Audio Projection takes 10 vectors), got {num_pad_audio_frames}")
+        start, end = guidance_interval
+        if not 0 <= start < end <= 1:
+            problems.append(f"guidance_interval must satisfy 0 <= start < end <= 1, got {guidance_interval}")
+        if cache_interval < 1 or context_batch_size < 1:
+            problems.append(f"cache_interval ({cache_interval}) and context_batch_size ({context_batch_size}) must be at least 1")
+        if resume_from is not None and resume_from.latents.shape[2] != video_length:
+            problems.append(f"resume_from holds latents of {resume_from.latents.shape[2]} frames for a video of {video_length}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    # 2. Conditions computed once per video.
+
+    def encode_reference(self, reference_image, width, height) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """PIL image -> each transformer block's reference-attention keys and values (batch 1): the VAE latent mean
+        x scaling factor through the ReferenceNet, its bank projected once for every frame and step."""
+        device, dtype = self._execution_device, self.denoising_unet.dtype
         pixels = self.reference_image_processor.preprocess(reference_image, height=height, width=width)
-        latent = self.vae.encode(pixels.to(device, dtype)).latent_dist.mean
-        return latent * self.vae.config.scaling_factor
+        latent = self.vae.encode(pixels.to(device, dtype)).latent_dist.mean * self.vae.config.scaling_factor
+        return self.denoising_unet.project_reference_bank(compute_reference_bank(self.reference_net, latent))
 
-    def encode_audio(self, audio_waveform, video_length, num_pad_audio_frames, device, dtype) -> torch.Tensor:
+    def encode_audio(self, audio_waveform, video_length, num_pad_audio_frames) -> torch.Tensor:
         """16 kHz mono waveform (samples,) -> audio tokens (video_length, queries, dim)."""
+        device, dtype = self._execution_device, self.denoising_unet.dtype
         sampling_rate = self.audio_processor.sampling_rate
         inputs = self.audio_processor(torch.as_tensor(audio_waveform).float().cpu().numpy(), sampling_rate=sampling_rate, return_tensors="pt")
-        hidden_states = self.audio_encoder(inputs.input_values.to(device, self.audio_encoder.dtype)).last_hidden_state[0]
-        vectors = audio_vectors_per_frame(hidden_states, video_length, num_pad_audio_frames)
-        return self.audio_projection(vectors.to(dtype))
+        hidden_states = encode_speech(self.audio_encoder, inputs.input_values.to(device, self.audio_encoder.dtype), sampling_rate=sampling_rate)[0]
+        vectors = audio_vectors_per_frame(hidden_states, video_length, num_pad_audio_frames)  # a view: nothing copied yet
+        return torch.cat([
+            self.audio_projection(vectors[i:i + AUDIO_PROJECTION_FRAMES].to(dtype))
+            for i in range(0, video_length, AUDIO_PROJECTION_FRAMES)
+        ])
 
-    def encode_kps(self, kps_images, width, height, device, dtype) -> torch.Tensor:
-        """L PIL keypoint images -> kps features (1, C, L, height/8, width/8)."""
-        pixels = self.kps_image_processor.preprocess(kps_images, height=height, width=width)  # (L, 3, H, W) in [0, 1]
-        chunks = [
-            self.v_kps_guider(pixels[i:i + GUIDER_FRAMES_PER_FORWARD].to(device, dtype).transpose(0, 1)[None])
-            for i in range(0, len(pixels), GUIDER_FRAMES_PER_FORWARD)
-        ]
-        return torch.cat(chunks, dim=2)
+    # 3. Conditions made per context window.
 
-    def decode_latents(self, latents, batch_frames: int) -> torch.Tensor:
-        """(1, 4, L, h, w) -> video (1, 3, L, H, W) float32 in [0, 1] on the CPU, `batch_frames` frames per VAE call."""
-        frames = fold_frames(latents / self.vae.config.scaling_factor)
+    def encode_kps(self, kps_images: Sequence, frames: range, width: int, height: int) -> torch.Tensor:
+        """The keypoint images of `frames` (PIL images, or (H, W, 3) uint8 arrays) -> kps features (1, C, frames, h, w)."""
+        images = [kps_images[i] for i in frames]
+        if all(isinstance(image, np.ndarray) and image.shape == (height, width, 3) and image.dtype == np.uint8 for image in images):
+            # Already drawn at the right size: only uint8 crosses to the device, scaled there as preprocess would.
+            pixels = torch.from_numpy(np.stack(images)).to(self._execution_device).permute(0, 3, 1, 2).float() / 255
+        else:
+            pixels = self.kps_image_processor.preprocess(images, height=height, width=width).to(self._execution_device)
+        return self.v_kps_guider(pixels.to(self.denoising_unet.dtype).transpose(0, 1)[None])
+
+    # 4. Latents.
+
+    def prepare_latents(self, video_length, height, width, generator, latents=None, device=None) -> torch.Tensor:
+        """(1, 4, L, h, w): drawn on the CPU from `generator` (the published recipe), or the given ones, x init_noise_sigma."""
+        dtype = self.denoising_unet.dtype
+        shape = (1, self.denoising_unet.config.in_channels, video_length, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=dtype)
+        elif latents.shape != shape:
+            raise ValueError(f"latents have shape {tuple(latents.shape)}; expected {shape}")
+        return latents.to(device or self._execution_device, dtype) * self.scheduler.init_noise_sigma
+
+    def denoising_state(self, step: int, latents: torch.Tensor) -> DenoisingState:
+        """A snapshot to resume from after `step` steps (the scheduler's history included)."""
+        history = {name: getattr(self.scheduler, name) for name in SCHEDULER_HISTORY if hasattr(self.scheduler, name)}
+        return DenoisingState(step, latents, {name: list(value) if isinstance(value, list) else value for name, value in history.items()})
+
+    # 5. Denoising.
+
+    def _predict(self, latents, t, windows, conditions, guided: bool, cache: dict | None, reuse: bool) -> torch.Tensor:
+        """The (guided) v-prediction of a batch of windows in one UNet call -> (len(windows), 4, frames, h, w).
+        `cache` (DeepCache): {"features", "guided"} of this batch's last full call; with `reuse` the UNet runs only
+        its shallow branch on them (the conditional half of guided features serves an unguided call)."""
         device = self._execution_device
-        starts = range(0, len(frames), batch_frames)
-        decoded = [
-            (self.vae.decode(frames[i:i + batch_frames].to(device)).sample / 2 + 0.5).clamp(0, 1).float().cpu()
-            for i in tqdm(starts, desc="decoding", unit="batch", leave=False, disable=len(starts) < 2)
-        ]
-        return unfold_frames(torch.cat(decoded), latents.shape[2])
+        window_latents = torch.cat([latents[:, :, w.start:w.stop] for w in windows]).to(device)
+        window_latents = self.scheduler.scale_model_input(window_latents, t)
+        deep_cache = None
+        if cache is not None:
+            stored = cache.get("features")
+            if reuse and stored is not None and (cache["guided"] or not guided):
+                deep_cache = DeepFeatureCache((stored if cache["guided"] == guided else stored.chunk(2)[1]).to(device), reuse=True)
+            else:
+                deep_cache = DeepFeatureCache()
+        unet_kwargs = dict(
+            audio_tokens=torch.cat([conditions["audio_tokens"][w.start:w.stop] for w in windows]).to(device),
+            kps_features=torch.cat([self.encode_kps(conditions["kps_images"], w, conditions["width"], conditions["height"]) for w in windows]),
+            reference_kv=conditions["reference_kv"], reference_attention_weight=conditions["reference_attention_weight"],
+            audio_attention_weight=conditions["audio_attention_weight"], deep_cache=deep_cache,
+        )
+        if guided:
+            unconditional, conditional = self.denoising_unet(
+                torch.cat([window_latents] * 2), t, num_unconditional=len(windows), **unet_kwargs
+            ).chunk(2)
+            prediction = unconditional + conditions["guidance_scale"] * (conditional - unconditional)
+        else:
+            prediction = self.denoising_unet(window_latents, t, **unet_kwargs)
+        if deep_cache is not None and not deep_cache.reuse:
+            cache.update(features=deep_cache.features.to(latents.device), guided=guided)
+        return prediction
+
+    def _averaged_prediction(self, latents, t, batches, conditions, guided, caches, reuse, progress, distributed_state):
+        """Each frame's prediction averaged over the windows that contain it. With several processes each computes
+        every n-th batch of windows; the predictions are exchanged exactly (the others add zeros) and summed in
+        window order, so the result is the one a single process gets."""
+        rank, world = (distributed_state.process_index, distributed_state.num_processes) if distributed_state else (0, 1)
+        predictions = [None] * len(batches)
+        for i in range(rank, len(batches), world):
+            cache = None if caches is None else caches.setdefault(i, {})
+            predictions[i] = self._predict(latents, t, batches[i], conditions, guided, cache, reuse)
+            self._unet_calls += 1
+            progress.update(len(batches[i]))
+        if world > 1:
+            like = predictions[rank]
+            gathered = torch.zeros((len(batches),) + like.shape, dtype=like.dtype, device=like.device)
+            for i in range(rank, len(batches), world):
+                gathered[i] = predictions[i]
+            dist.all_reduce(gathered)
+            predictions = list(gathered)
+        total = torch.zeros_like(latents)
+        counts = torch.zeros(latents.shape[2], dtype=latents.dtype, device=latents.device)
+        for batch, prediction in zip(batches, predictions):
+            for window, window_prediction in zip(batch, prediction.to(latents.device).split(1)):
+                total[:, :, window.start:window.stop] += window_prediction
+                counts[window.start:window.stop] += 1
+        return total / counts[:, None, None]
+
+    # 6. Decoding.
+
+    @torch.no_grad()
+    def decode_latents(self, latents, batch_frames: int | None = None) -> torch.Tensor:
+        """(1, 4, L, h, w) -> video (1, 3, L, H, W) float32 in [0, 1] on the CPU (the published output)."""
+        decoded = [frames.float().cpu() for frames in self._decode(latents, batch_frames)]
+        return torch.cat(decoded).transpose(0, 1)[None]
+
+    @torch.no_grad()
+    def stream_frames(self, latents, batch_frames: int | None = None, flicker_filter: bool = True) -> Iterator[np.ndarray]:
+        """(1, 4, L, h, w) -> the L frames, each (H, W, 3) uint8, a decoded batch at a time: x 255 truncated and
+        flicker-filtered on the device the VAE runs on. The same frames as filtering and converting
+        `decode_latents(latents)`; nothing the size of the video is ever held."""
+        frame_filter = FlickerFilter(latents.shape[2]) if flicker_filter else None
+        for frames in self._decode(latents, batch_frames):
+            frames = (frames.float() * 255).to(torch.uint8)
+            if frame_filter is not None:
+                frames = frame_filter.push(frames)
+            yield from frames.permute(0, 2, 3, 1).cpu().numpy()
+
+    def _decode(self, latents, batch_frames):
+        """Batches of decoded frames (n, 3, H, W) in [0, 1], in the VAE's dtype on its device."""
+        device = self._execution_device
+        frames = fold_frames(latents) / self.vae.config.scaling_factor
+        batch_frames = batch_frames or self.decode_batch_size(frames.shape[-2:])
+        starts = self.progress_bar(range(0, len(frames), batch_frames))
+        starts.set_description("decoding")
+        for start in starts:
+            yield (self.vae.decode(frames[start:start + batch_frames].to(device, self.vae.dtype)).sample / 2 + 0.5).clamp(0, 1)
+
+    def decode_batch_size(self, latent_size, limit: int = 16) -> int:
+        """Frames per VAE decode that fit in a quarter of the free memory of the VAE's device, at most `limit`. The
+        decoder's widest activations take about 24 bytes per output pixel and `block_out_channels[0]` in float32."""
+        pixels = latent_size[0] * latent_size[1] * self.vae_scale_factor**2
+        per_frame = pixels * self.vae.config.block_out_channels[0] * 24 * self.vae.dtype.itemsize / 4
+        return int(max(1, min(limit, _free_memory(self._execution_device) / 4 // per_frame)))
 
     def _offload(self, *names):
         for name in names:
             getattr(self, name).to("cpu")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-    # Denoising.
-
-    def _guided_prediction(self, latents, t, window, audio_tokens, kps_features, reference_kv, guidance_scale, weights, device):
-        window_latents = latents[:, :, window.start:window.stop].to(device)
-        window_kps = kps_features[:, :, window.start:window.stop].to(device)
-        window_audio = audio_tokens[window.start:window.stop].to(device)
-        reference_weight, audio_weight = weights
-        if guidance_scale <= 1.0:
-            return self.denoising_unet(window_latents, t, window_audio, window_kps, reference_kv, reference_weight, audio_weight)
-        prediction = self.denoising_unet(
-            torch.cat([window_latents] * 2), t, window_audio, window_kps, reference_kv, reference_weight, audio_weight,
-            num_unconditional=1,
-        )
-        unconditional, conditional = prediction.chunk(2)
-        return unconditional + guidance_scale * (conditional - unconditional)
-
-    def _averaged_prediction(self, latents, t, windows, progress, distributed_state, **conditions) -> torch.Tensor:
-        """Each frame's guided prediction averaged over the windows that contain it. With several processes
-        each computes every n-th window; the predictions are exchanged exactly (the others add zeros) and
-        summed in window order, so the result is the one a single process gets."""
-        rank, world = (distributed_state.process_index, distributed_state.num_processes) if distributed_state else (0, 1)
-        predictions = [None] * len(windows)
-        for i in range(rank, len(windows), world):
-            predictions[i] = self._guided_prediction(latents, t, windows[i], **conditions)
-            progress.update()
-        if world > 1:
-            gathered = torch.zeros((len(windows),) + predictions[rank].shape, dtype=predictions[rank].dtype, device=predictions[rank].device)
-            for i in range(rank, len(windows), world):
-                gathered[i] = predictions[i]
-            dist.all_reduce(gathered)
-            predictions = list(gathered)
-        total = torch.zeros_like(latents)
-        counts = torch.zeros(latents.shape[2], dtype=latents.dtype, device=latents.device)
-        for window, prediction in zip(windows, predictions):
-            total[:, :, window.start:window.stop] += prediction.to(total.device)
-            counts[window.start:window.stop] += 1
-        return total / counts[:, None, None]
 
     @torch.no_grad()
     def __call__(
@@ -131,65 +263,149 @@ class VExpressPipeline(DiffusionPipeline):
         video_length: int,
         num_inference_steps: int,
         guidance_scale: float,
+        strength: float = 1.0,
+        num_images_per_prompt: int = 1,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+        output_type: str = "tensor",
+        return_dict: bool = True,
+        callback: Callable | None = None,
+        callback_steps: int = 1,
+        context_schedule: str = "uniform",
         context_frames: int = 24,
         context_overlap: int = 4,
         reference_attention_weight: float = 1.0,
         audio_attention_weight: float = 1.0,
         num_pad_audio_frames: int = 2,
-        generator: torch.Generator | None = None,
+        do_multi_devices_inference: bool = False,
         save_gpu_memory: bool = False,
+        *,
         latents: torch.Tensor | None = None,
-        decode_batch_frames: int = 8,
-        distributed_state=None,
+        guidance_interval: tuple[float, float] = (0.0, 1.0),
+        cache_interval: int = 1,
+        context_batch_size: int = 1,
+        decode_batch_frames: int | None = None,
+        resume_from: DenoisingState | None = None,
+        callback_on_step_end: Callable | None = None,
         timings: dict | None = None,
     ) -> torch.Tensor:
-        """Returns the video (1, 3, video_length, height, width), float32 in [0, 1], on the CPU.
+        """The published arguments, in their order, then keyword-only additions.
 
-        reference_image: PIL image; kps_images: `video_length` PIL keypoint images; audio_waveform: 16 kHz mono
-        (samples,). `latents`: ready-made initial noise (1, 4, L, h, w) instead of drawing it from `generator`.
-        `save_gpu_memory`: networks leave the device as soon as their part is done, latents stay on the CPU
-        between windows, and frames are decoded one at a time. `distributed_state`: an accelerate
-        `PartialState` to split each step's windows across processes. `timings`: filled with seconds per phase.
+        reference_image: PIL image. kps_images: `video_length` keypoint images (PIL images, or (H, W, 3) uint8 arrays,
+        or any sequence that makes them on demand: read one window at a time). audio_waveform: 16 kHz mono (samples,).
+        strength, eta, callback(step, t, latents) every `callback_steps` steps: as published. `return_dict` is
+        accepted for the published signature; as there, the result is returned as it is.
+        output_type: "tensor", the video (1, 3, L, H, W) float32 in [0, 1] on the CPU (published), or "latent",
+        the final latents (1, 4, L, h, w) for `decode_latents` or `stream_frames`.
+        do_multi_devices_inference: under `accelerate launch`, each process denoises every n-th batch of windows.
+        save_gpu_memory: networks leave the device when their part is done, latents wait on the CPU between
+        windows, frames are decoded one at a time.
+
+        Keyword-only, each off by default (the defaults give the published numbers):
+        latents: ready-made initial noise (1, 4, L, h, w) instead of drawing it from `generator`.
+        guidance_interval (start, end): classifier-free guidance only on the steps i with start <= i / steps < end;
+            the others run the conditional branch alone.
+        cache_interval N: DeepCache; on N - 1 of every N steps each batch of windows reuses its deep UNet features
+            from the last full step and recomputes only the shallow branch.
+        context_batch_size: windows per UNet call. decode_batch_frames: frames per VAE call (default: what fits).
+        resume_from: a DenoisingState to continue from. callback_on_step_end(pipeline, step, t, {"latents",
+            "resumable"}) after every step; `resumable` says whether resuming after it gives the identical video.
+        timings: filled with seconds per phase and the number of UNet calls.
         """
-        if len(kps_images) != video_length:
-            raise ValueError(f"{len(kps_images)} keypoint images for a video of {video_length} frames")
-        device, dtype = self._execution_device, self.denoising_unet.dtype
+        # 1. Check inputs.
+        self.check_inputs(
+            kps_images, audio_waveform, width, height, video_length, num_inference_steps, guidance_scale, strength,
+            num_images_per_prompt, output_type, context_schedule, context_frames, context_overlap, num_pad_audio_frames,
+            guidance_interval, cache_interval, context_batch_size, resume_from,
+        )
+        device = self._execution_device
         timings = {} if timings is None else timings
         clock = _PhaseClock(timings, device)
+        distributed_state = None
+        if do_multi_devices_inference:
+            from accelerate import PartialState
 
-        reference_latent = self.encode_reference(reference_image, width, height, device, dtype)
-        reference_kv = self.denoising_unet.project_reference_bank(compute_reference_bank(self.reference_net, reference_latent))
+            distributed_state = PartialState()
+
+        # 2. Encode the reference portrait and the speech.
+        reference_kv = self.encode_reference(reference_image, width, height)
         clock.lap("reference")
-        audio_tokens = self.encode_audio(audio_waveform, video_length, num_pad_audio_frames, device, dtype)
+        audio_tokens = self.encode_audio(audio_waveform, video_length, num_pad_audio_frames)
         clock.lap("audio")
-        kps_features = self.encode_kps(kps_images, width, height, device, dtype)
-        clock.lap("keypoints")
         latent_device = torch.device("cpu") if save_gpu_memory else device
         if save_gpu_memory:
-            self._offload("reference_net", "audio_encoder", "audio_projection", "v_kps_guider")
-            audio_tokens, kps_features = audio_tokens.cpu(), kps_features.cpu()
+            self._offload("reference_net", "audio_encoder", "audio_projection")
+            audio_tokens = audio_tokens.cpu()
 
-        shape = (1, self.denoising_unet.config.in_channels, video_length, height // self.vae_scale_factor, width // self.vae_scale_factor)
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=dtype)
-        latents = (latents.to(latent_device, dtype)) * self.scheduler.init_noise_sigma
-
+        # 3. Timesteps and initial latents (or where an interrupted run stopped).
         self.scheduler.set_timesteps(num_inference_steps, device=device)
+        first_step = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
+        timesteps = self.scheduler.timesteps[first_step * self.scheduler.order:]
+        if resume_from is None:
+            latents = self.prepare_latents(video_length, height, width, generator, latents, latent_device)
+            done = 0
+        else:
+            latents, done = resume_from.latents.to(latent_device, self.denoising_unet.dtype), resume_from.step
+            for name, value in resume_from.scheduler.items():
+                setattr(self.scheduler, name, _to_devices(value, device, latent_device))
+        extra_step_kwargs = {
+            name: value for name, value in (("eta", eta), ("generator", generator))
+            if name in inspect.signature(self.scheduler.step).parameters
+        }
+
+        # 4. Denoise: every step, each batch of context windows through the UNet, each frame's prediction averaged.
         windows = context_windows(video_length, context_frames, context_overlap)
+        batches = [windows[i:i + context_batch_size] for i in range(0, len(windows), context_batch_size)]
         conditions = dict(
-            audio_tokens=audio_tokens, kps_features=kps_features, reference_kv=reference_kv, guidance_scale=guidance_scale,
-            weights=(reference_attention_weight, audio_attention_weight), device=device,
+            audio_tokens=audio_tokens, kps_images=kps_images, width=width, height=height, reference_kv=reference_kv,
+            guidance_scale=guidance_scale, reference_attention_weight=reference_attention_weight,
+            audio_attention_weight=audio_attention_weight,
         )
-        with self.progress_bar(total=len(self.scheduler.timesteps) * len(windows)) as progress:
+        caches = {} if cache_interval > 1 else None  # batch index -> its DeepCache features
+        self._unet_calls = 0
+        with self.progress_bar(total=(len(timesteps) - done) * len(windows)) as progress:
             progress.set_description("denoising")
-            for t in self.scheduler.timesteps:
-                prediction = self._averaged_prediction(latents, t, windows, progress, distributed_state, **conditions)
-                latents = self.scheduler.step(prediction, t.to(latent_device), latents, eta=0.0).prev_sample
+            for i, t in enumerate(timesteps):
+                if i < done:
+                    continue
+                guided = guidance_scale > 1.0 and guidance_interval[0] <= i / len(timesteps) < guidance_interval[1]
+                reuse = i % cache_interval != 0
+                prediction = self._averaged_prediction(latents, t, batches, conditions, guided, caches, reuse, progress, distributed_state)
+                latents = self.scheduler.step(prediction, t.to(latent_device), latents, **extra_step_kwargs).prev_sample
+                if callback is not None and i % callback_steps == 0:
+                    callback(i, t, latents)
+                if callback_on_step_end is not None:  # a resumed run starts without DeepCache features: only before a full step
+                    callback_on_step_end(self, i + 1, t, {"latents": latents, "resumable": (i + 1) % cache_interval == 0})
+        timings["unet_calls"] = timings.get("unet_calls", 0) + self._unet_calls
         clock.lap("denoising")
 
+        # 5. Decode, or hand the latents back.
+        if output_type == "latent":
+            return latents
         video = self.decode_latents(latents, 1 if save_gpu_memory else decode_batch_frames)
         clock.lap("decoding")
         return video
+
+
+def _to_devices(value, timestep_device, latent_device):
+    """A restored scheduler attribute on the devices the run keeps such values on: timesteps (scalars) with the
+    schedule, everything else with the latents."""
+    if isinstance(value, list):
+        return [_to_devices(item, timestep_device, latent_device) for item in value]
+    if isinstance(value, torch.Tensor):
+        return value.to(timestep_device if value.ndim == 0 else latent_device)
+    return value
+
+
+def _free_memory(device: torch.device) -> int:
+    """Bytes free on `device`: CUDA's own count, else the host's available memory (4 GiB where unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            return next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return 4 * 2**30
 
 
 class _PhaseClock:

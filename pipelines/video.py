@@ -1,59 +1,48 @@
-"""Video in and out: decoding frame by frame, the flicker filter, and MP4 writing with the input audio muxed in."""
+"""Video in and out: decoding frame by frame, and MP4 writing (streamed) with the input audio muxed in."""
 
-import os
+import itertools
+from collections.abc import Iterable
 from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
-import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from modules.checkpoints import atomic_path
 from modules.errors import VExpressError
 
 
-def median_filter_video(video: torch.Tensor, chunk_frames: int = 8) -> torch.Tensor:
-    """3x3x3 median over (time, height, width) per colour channel, mirror padding (the edge is not repeated).
-    video: (batch, channels, frames, H, W) -> same shape. Works through the frames in chunks to bound memory."""
-    mode = "reflect" if min(video.shape[2:]) > 1 else "replicate"
-    padded = F.pad(video, (1, 1, 1, 1, 1, 1), mode=mode)
-    out = torch.empty_like(video)
-    for start in range(0, video.shape[2], chunk_frames):
-        stop = min(start + chunk_frames, video.shape[2])
-        block = padded[:, :, start:stop + 2]
-        neighbours = block.unfold(2, 3, 1).unfold(3, 3, 1).unfold(4, 3, 1)  # (b, c, t, h, w, 3, 3, 3)
-        out[:, :, start:stop] = neighbours.flatten(-3).median(dim=-1).values
-    return out
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, audio_path: str | Path | None = None,
+                num_frames: int | None = None) -> Path:
+    """Frames, each (H, W, 3) uint8 (an array (n, H, W, 3) or any iterable of `num_frames` of them, consumed one
+    by one), -> H.264 MP4 (yuv420p) at `fps`, with the audio (AAC) padded with silence or cut to the video's
+    duration: the file holds every frame. Written to a temporary file beside `path` and renamed, so `path` only
+    ever holds a complete video."""
+    if num_frames is None:
+        num_frames = len(frames)
+    frames = iter(frames)
+    first = next(frames)
+    height, width = first.shape[:2]
+    duration = num_frames / fps
+    audio = ["-af", "apad", "-t", f"{duration:.6f}"] if audio_path else []  # -shortest would cut the last frame
+    with atomic_path(path) as partial:
+        writer = imageio_ffmpeg.write_frames(
+            str(partial), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=8, macro_block_size=2,
+            audio_path=str(audio_path) if audio_path else None, audio_codec="aac" if audio_path else None,
+            output_params=[*audio, "-f", "mp4"], ffmpeg_log_level="error",
+        )
+        try:
+            writer.send(None)
+            for frame in tqdm(itertools.chain([first], frames), total=num_frames, desc="writing video", unit="frame", leave=False):
+                writer.send(np.ascontiguousarray(frame))
+        finally:
+            writer.close()
+    return Path(path)
 
 
-def video_to_uint8(video: torch.Tensor) -> np.ndarray:
-    """(1, 3, frames, H, W) in [0, 1] -> (frames, H, W, 3) uint8, values x 255 truncated."""
-    return (video[0].permute(1, 2, 3, 0) * 255).to(torch.uint8).cpu().numpy()
-
-
-def write_video(path: str | Path, frames: np.ndarray, fps: float, audio_path: str | Path | None = None) -> Path:
-    """frames (n, H, W, 3) uint8 -> H.264 MP4 (yuv420p) with the audio (AAC), cut to the shorter stream.
-    Written to a temporary file beside `path` and renamed, so `path` only ever holds a complete video."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial{path.suffix or '.mp4'}")
-    height, width = frames.shape[1:3]
-    writer = imageio_ffmpeg.write_frames(
-        str(partial), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=8, macro_block_size=2,
-        audio_path=str(audio_path) if audio_path else None, audio_codec="aac" if audio_path else None,
-        output_params=["-shortest", "-f", "mp4"], ffmpeg_log_level="error",
-    )
-    try:
-        writer.send(None)
-        for frame in tqdm(frames, desc="writing video", unit="frame", leave=False):
-            writer.send(np.ascontiguousarray(frame))
-        writer.close()
-    except BaseException:
-        writer.close()
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, path)
-    return path
+def count_frames(path: str | Path) -> int:
+    """The number of video frames in a file, counted from its packets (nothing is decoded)."""
+    return imageio_ffmpeg.count_frames_and_secs(str(path))[0]
 
 
 class VideoError(VExpressError):

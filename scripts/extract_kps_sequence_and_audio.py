@@ -14,20 +14,25 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.face import FaceDetector, FaceError  # noqa: E402
+from modules.checkpoints import atomic_path, save_file  # noqa: E402
+from modules.errors import VExpressError  # noqa: E402
+from pipelines.face import FaceDetector  # noqa: E402
 from pipelines.kps_extraction import extract_kps_sequence  # noqa: E402
+
+
+class NoAudioTrack(Exception):
+    """ffmpeg found no audio stream to copy."""
 
 
 def extract_audio(video_path: Path, audio_path: Path) -> bool:
     """The video's audio track -> `audio_path` (format from its suffix). False when the video has no sound."""
-    audio_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = audio_path.with_name(f".{audio_path.stem}.partial{audio_path.suffix}")
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(video_path), "-vn", "-map", "0:a:0", str(partial)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        partial.unlink(missing_ok=True)
+    try:
+        with atomic_path(audio_path) as partial:
+            command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(video_path), "-vn", "-map", "0:a:0", str(partial)]
+            if subprocess.run(command, capture_output=True, text=True).returncode != 0:
+                raise NoAudioTrack
+    except NoAudioTrack:
         return False
-    partial.replace(audio_path)
     return True
 
 
@@ -47,12 +52,10 @@ def main(argv=None) -> int:
     try:
         detector = FaceDetector(args.insightface_model_path, image_size=(args.width, args.height), device=args.device, gpu_id=args.gpu_id)
         extraction = extract_kps_sequence(args.video_path, detector, args.width, args.height, args.max_missing_fraction, report=say)
-    except FaceError as error:
+    except VExpressError as error:
         say(f"error: {error}")
         return 2
-    kps_path = Path(args.kps_sequence_save_path)
-    kps_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(list(extraction.kps), kps_path)  # the published format: a list of float32 (3, 2) arrays
+    kps_path = save_file(list(extraction.kps), args.kps_sequence_save_path)  # the published format: a list of float32 (3, 2) arrays
     print(f"wrote {kps_path}: {len(extraction.kps)} frames ({len(extraction.missing_frames)} filled)")
     if args.audio_save_path:
         if extract_audio(Path(args.video_path), Path(args.audio_save_path)):

@@ -57,14 +57,6 @@ def inspect_mp4(path: Path) -> dict:
     return dict(meta, frames=frames, num_frames=len(frames))
 
 
-def expected_length(seconds: float, fps: float = 30, context_frames: int = 24, context_overlap: int = 4) -> int:
-    requested = int(seconds * fps)
-    if requested <= context_frames:
-        return max(requested, 1)
-    stride = context_frames - context_overlap
-    return ((requested - context_frames) // stride) * stride + context_frames
-
-
 def write_lossless_video(path, frames, fps, audio_path=None):
     """Lossless H.264 (full-resolution colour), so the marker cells keep their colour through the file."""
     writer = imageio_ffmpeg.write_frames(

@@ -1,15 +1,24 @@
-"""inference.py as users run it, with tiny checkpoints: every strategy writes a correct MP4."""
+"""inference.py as users run it, with tiny checkpoints: every strategy and option writes a correct MP4 holding
+every frame its summary reports; a killed run resumes to the identical video; several processes give the same
+video as one."""
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
+import soundfile as sf
 
-from cli_helpers import MARKER, ROOT, SIZE, expected_length, inspect_mp4, make_inputs, make_model_ckpts, run_cli, weight_flags
+from cli_helpers import MARKER, ROOT, SIZE, inspect_mp4, make_inputs, make_model_ckpts, run_cli, weight_flags
 from marker_detector import draw_marker
+from pipelines.context import num_frames_for_audio, video_length
+from pipelines.resume import load_state, state_path
 from pipelines.video import write_video
 
 SECONDS = 1.5
@@ -22,34 +31,49 @@ def setup(tmp_path_factory):
     return dict(make_inputs(folder, SECONDS), ckpts=ckpts, folder=folder)
 
 
+def command(setup, output, *extra):
+    return [
+        "--reference_image_path", setup["image"], "--audio_path", setup["audio"], "--output_path", output,
+        "--image_width", SIZE, "--image_height", SIZE, "--num_inference_steps", 2, *weight_flags(setup["ckpts"]), *extra,
+    ]
+
+
 def generate(setup, name, *extra, env=None):
     output = setup["folder"] / f"{name}.mp4"
-    result = run_cli(
-        "inference.py", "--reference_image_path", setup["image"], "--audio_path", setup["audio"], "--output_path", output,
-        "--image_width", SIZE, "--image_height", SIZE, "--num_inference_steps", 2, *weight_flags(setup["ckpts"]), *extra, env=env,
-    )
+    result = run_cli("inference.py", *command(setup, output, *extra), env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return output, result
 
 
-def assert_video_matches_audio(output):
+def assert_video_matches_audio(output, result, seconds=SECONDS):
+    """The file holds the frames the summary reports, as many as the audio asks for, and lasts as long."""
     video = inspect_mp4(output)
-    frames = expected_length(SECONDS)
+    frames = video_length(num_frames_for_audio(seconds, 30))
     assert video["codec"] == "h264" and video["audio_codec"] == "aac"
     assert video["size"] == (SIZE, SIZE)
     assert video["num_frames"] == frames
-    assert video["fps"] == pytest.approx(frames / SECONDS, abs=0.01)
-    assert video["duration"] == pytest.approx(SECONDS, abs=0.05)
+    assert re.search(rf"wrote .*: {frames} frames \(counted in the file\)", result.stdout), result.stdout
+    assert video["fps"] == pytest.approx(frames / seconds, abs=0.01)
+    assert video["duration"] == pytest.approx(seconds, abs=0.05)
     assert video["frames"].std() > 1  # not a blank video
+    assert "frames/s" in result.stdout and "peak memory" in result.stdout and "UNet calls" in result.stdout
     return video
 
 
 @pytest.mark.parametrize("strategy", ["no_retarget", "offset_retarget", "naive_retarget"])
 def test_strategies_with_driving_keypoints(setup, strategy):
     output, result = generate(setup, strategy, "--kps_path", setup["kps"], "--retarget_strategy", strategy)
-    assert_video_matches_audio(output)
+    assert_video_matches_audio(output, result)
     assert f"strategy {strategy}" in result.stdout
-    assert "frames/s" in result.stdout and "peak memory" in result.stdout
+
+
+def test_new_motion_options(setup):
+    output, result = generate(
+        setup, "motion", "--kps_path", setup["kps"], "--retarget_strategy", "similarity_retarget", "--kps_fit", "pingpong",
+        "--head_motion", "natural", "--head_motion_strength", 1.5,
+    )
+    assert_video_matches_audio(output, result)
+    assert "strategy similarity_retarget" in result.stdout
 
 
 def test_faq_three_argument_command_falls_back_to_fix_face(setup):
@@ -60,28 +84,62 @@ def test_faq_three_argument_command_falls_back_to_fix_face(setup):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "using fix_face" in result.stderr
-    assert_video_matches_audio(output)
+    assert_video_matches_audio(output, result)
 
 
-def test_fix_face_with_custom_weights_and_memory_saving(setup):
-    output, result = generate(
-        setup, "fix_face", "--retarget_strategy", "fix_face", "--reference_attention_weight", 0.95,
-        "--audio_attention_weight", 3.0, "--expression_strength", 1.2, "--save_gpu_memory", "--no_median_filter",
-    )
-    assert_video_matches_audio(output)
+def test_odd_length_mp3_keeps_every_frame_with_custom_weights_memory_saving_and_fast_preset(setup):
+    """44.1 kHz stereo MP3 of 4.574 s: 124 frames, all in the file (muxing used to cut the last one)."""
+    seconds = 4.574
+    t = np.arange(int(44100 * seconds)) / 44100
+    sf.write(setup["folder"] / "stereo.wav", np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 330 * t)], axis=1) * 0.3, 44100)
+    mp3 = setup["folder"] / "speech.mp3"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", setup["folder"] / "stereo.wav", "-c:a", "libmp3lame", mp3], check=True)
+    output = setup["folder"] / "mp3.mp4"
+    result = run_cli("inference.py", *command(
+        {**setup, "audio": mp3}, output, "--retarget_strategy", "fix_face", "--reference_attention_weight", 0.95,
+        "--audio_attention_weight", 3.0, "--expression_strength", 1.2, "--save_gpu_memory", "--preset", "fast",
+    ))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert inspect_mp4(output)["num_frames"] == 124
+    assert_video_matches_audio(output, result, seconds)
 
 
 def test_reference_video_drives_the_keypoints(setup):
     frames = [draw_marker(np.full((SIZE, SIZE, 3), 60, np.uint8), MARKER[0] + 8 * (i % 2), MARKER[1]) for i in range(40)]
     driving = write_video(setup["folder"] / "driving.mp4", np.stack(frames), 30, setup["audio"])
     output, result = generate(setup, "driven", "--reference_video", driving, "--retarget_strategy", "naive_retarget")
-    assert_video_matches_audio(output)
+    assert_video_matches_audio(output, result)
 
 
-def test_same_seed_same_video(setup):
-    first, _ = generate(setup, "seed_a", "--kps_path", setup["kps"], "--seed", 7, "--num_inference_steps", 1)
-    second, _ = generate(setup, "seed_b", "--kps_path", setup["kps"], "--seed", 7, "--num_inference_steps", 1)
-    assert (inspect_mp4(first)["frames"] == inspect_mp4(second)["frames"]).all()
+def test_a_killed_run_resumes_to_the_identical_video(setup):
+    steps = ("--kps_path", setup["kps"], "--num_inference_steps", 12, "--resume_interval", 0)
+    reference, _ = generate(setup, "uninterrupted", *steps)
+
+    output = setup["folder"] / "killed.mp4"
+    environment = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "inference.py"), *map(str, command(setup, output, *steps))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment, cwd=ROOT,
+    )
+    state, deadline = state_path(output), time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        if state.is_file():  # written atomically: complete once it is there
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert state.is_file() and not output.exists()
+
+    notes = []
+    assert load_state(state, "another run", report=notes.append) is None
+    assert notes == [f"note: {state} is from a run with other inputs or settings; starting from the first step"]
+
+    output, result = generate(setup, "killed", *steps)
+    match = re.search(r"resuming from .*: denoising step (\d+) of 12 done", result.stderr)
+    assert match and 1 <= int(match[1]) < 12, result.stderr[-2000:]
+    assert (inspect_mp4(output)["frames"] == inspect_mp4(reference)["frames"]).all()
+    assert not state.exists()  # removed on success
 
 
 def test_multi_process_inference_gives_the_same_video(setup):
@@ -89,14 +147,12 @@ def test_multi_process_inference_gives_the_same_video(setup):
     single, _ = generate(setup, "single", "--kps_path", setup["kps"], "--num_inference_steps", 1, env={"OMP_NUM_THREADS": "1"})
     output = setup["folder"] / "multi.mp4"
     accelerate = Path(sys.executable).with_name("accelerate")
-    command = [
+    launch = [
         accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--num_cpu_threads_per_process", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "inference.py", "--do_multi_devices_inference",
-        "--reference_image_path", setup["image"], "--audio_path", setup["audio"], "--output_path", output,
-        "--kps_path", setup["kps"], "--image_width", SIZE, "--image_height", SIZE, "--num_inference_steps", 1,
-        *weight_flags(setup["ckpts"]),
+        *command(setup, output, "--kps_path", setup["kps"], "--num_inference_steps", 1),
     ]
-    result = subprocess.run(list(map(str, command)), capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=600)
+    result = subprocess.run(list(map(str, launch)), capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("wrote ") == 1  # only the main process writes
     assert (inspect_mp4(output)["frames"] == inspect_mp4(single)["frames"]).all()

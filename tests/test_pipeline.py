@@ -1,5 +1,6 @@
 """VExpressPipeline end to end on the published tiny weights: the published video, deterministically."""
 
+import numpy as np
 import pytest
 import torch
 from diffusers.utils.torch_utils import randn_tensor
@@ -51,3 +52,111 @@ def test_pipeline_reproduces_the_published_video(pipeline, inputs):
     again = pipeline(**inputs, latents=case["initial_latents"], save_gpu_memory=True)
     assert rel_err(again, case["video"]) < 1e-4
     assert torch.equal(pipeline(**inputs, generator=published_noise_generator(42, pipeline.audio_encoder)), video)
+
+
+def test_streamed_frames_equal_the_published_call(pipeline, inputs):
+    """The streamed path (latents, then decode + flicker filter + uint8 a few frames at a time) gives exactly the
+    frames of filtering and converting the published call's whole video tensor."""
+    from pipelines.flicker_filter import median_filter_video
+
+    video = pipeline(**inputs, generator=published_noise_generator(42, pipeline.audio_encoder))
+    latents = pipeline(**inputs, generator=published_noise_generator(42, pipeline.audio_encoder), output_type="latent")
+    assert latents.shape == (1, 4, 28, 16, 8)
+    assert torch.equal(pipeline.decode_latents(latents), video)
+    expected = (median_filter_video(video) * 255).to(torch.uint8)[0].permute(1, 2, 3, 0).numpy()
+    streamed = np.stack(list(pipeline.stream_frames(latents)))  # decoded in batches, filtered as they come
+    assert streamed.dtype == np.uint8 and np.array_equal(streamed, expected)
+    # A different decode batch changes convolution rounding (about 1e-6), not the picture.
+    unfiltered = np.stack(list(pipeline.stream_frames(latents, batch_frames=3, flicker_filter=False)))
+    assert np.abs(unfiltered.astype(int) - (video * 255).to(torch.uint8)[0].permute(1, 2, 3, 0).numpy()).max() <= 1
+
+
+def test_windows_per_unet_call_keep_the_numbers_and_guidance_interval_halves_the_batch(pipeline, inputs):
+    case = golden_case("pipeline")
+    batched = pipeline(**inputs, latents=case["initial_latents"], context_batch_size=3)
+    assert rel_err(batched, case["video"]) < 1e-4
+
+    batch_sizes = []
+    hook = pipeline.denoising_unet.register_forward_pre_hook(lambda module, args: batch_sizes.append(args[0].shape[0]))
+    try:
+        pipeline(**{**inputs, "num_inference_steps": 4}, latents=case["initial_latents"], guidance_interval=(0.25, 0.75), context_batch_size=3)
+    finally:
+        hook.remove()
+    assert batch_sizes == [3, 6, 6, 3]  # 3 windows per call; both halves of guidance only on steps 1 and 2 of 4
+
+
+def test_deep_cache_reuses_the_deep_features_of_the_last_full_step(pipeline, inputs):
+    """cache_interval 2: steps 0 and 2 run the whole UNet, steps 1 and 3 only its shallow branch on stored features."""
+    case = golden_case("pipeline")
+    shallow_calls = []
+    hook = pipeline.denoising_unet.mid_block.register_forward_pre_hook(lambda module, args: shallow_calls.append(False))
+    try:
+        cached = pipeline(**{**inputs, "num_inference_steps": 4}, latents=case["initial_latents"], cache_interval=2)
+    finally:
+        hook.remove()
+    assert len(shallow_calls) == 2 * 3  # the mid block runs on the 2 full steps, for each of the 3 windows
+    full = pipeline(**{**inputs, "num_inference_steps": 4}, latents=case["initial_latents"])
+    assert 0 < rel_err(cached, full) < 0.5  # an approximation, not the same video
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "dpmpp_2m"])
+def test_resuming_from_a_saved_state_gives_the_same_latents(pipeline, inputs, scheduler, tmp_path):
+    """The state after step 2 of 4 goes through the resume file (safetensors) and back; the run that continues
+    from it ends with exactly the latents of the uninterrupted run, multistep history included."""
+    from pipelines.loading import make_scheduler
+    from pipelines.resume import StateWriter, load_state
+
+    case = golden_case("pipeline")
+    pipeline.scheduler = make_scheduler(scheduler)
+    writer = StateWriter(tmp_path / "state.safetensors", "this run", interval=0)
+    saved = {}
+
+    def save_after_step_two(pipe, step, t, kwargs):
+        if step == 2:
+            writer.save(pipe.denoising_state(step, kwargs["latents"]))
+            saved["latents"] = kwargs["latents"].clone()
+        return kwargs
+
+    settings = {**inputs, "num_inference_steps": 4}
+    try:
+        full = pipeline(**settings, latents=case["initial_latents"], output_type="latent", callback_on_step_end=save_after_step_two)
+        state = load_state(tmp_path / "state.safetensors", "this run")
+        assert state.step == 2 and torch.equal(state.latents, saved["latents"])
+        resumed = pipeline(**settings, latents=case["initial_latents"], output_type="latent", resume_from=state)
+    finally:
+        pipeline.scheduler = make_scheduler("ddim")
+    assert torch.equal(resumed, full)
+
+
+def test_published_positional_arguments_keep_their_order(pipeline):
+    import inspect
+
+    parameters = list(inspect.signature(pipeline.__call__).parameters.values())
+    published = ["reference_image", "kps_images", "audio_waveform", "width", "height", "video_length", "num_inference_steps",
+                 "guidance_scale", "strength", "num_images_per_prompt", "eta", "generator", "output_type", "return_dict",
+                 "callback", "callback_steps", "context_schedule", "context_frames", "context_overlap",
+                 "reference_attention_weight", "audio_attention_weight", "num_pad_audio_frames", "do_multi_devices_inference",
+                 "save_gpu_memory"]
+    assert [p.name for p in parameters[:len(published)]] == published
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters[len(published):])
+
+
+def test_the_published_import_path():
+    from pipelines import VExpressPipeline as published
+
+    from pipelines.pipeline_v_express import VExpressPipeline
+
+    assert published is VExpressPipeline
+
+
+def test_the_inference_side_imports_no_training_module():
+    import subprocess
+    import sys
+
+    from cli_helpers import ROOT
+
+    code = ("import sys, inference, pipelines, pipelines.loading, pipelines.generation, pipelines.pipeline_v_express; "
+            "inference.build_parser(); print(sorted(m for m in sys.modules if m.startswith(('pipelines.training', 'train'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -17,6 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from scripts.prepare_dataset.data_preparation import check_dataset, format_check_table, prepare_dataset  # noqa: E402
+from modules.errors import VExpressError  # noqa: E402
 from pipelines.training.dataset_files import DatasetError  # noqa: E402
 from pipelines.face import FaceDetector, FaceError  # noqa: E402
 
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
             parser.error("--check needs --meta_path")
         try:
             checks = check_dataset(args.meta_path)
-        except DatasetError as error:
+        except VExpressError as error:
             say(f"error: {error}")
             return 2
         print(format_check_table(checks))
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
                 "download it with: python scripts/download_models.py --include wav2vec2-base-960h"
             ) from None
         result = prepare_dataset(args.videos_dir, args.output_dir, meta_path, detector, audio_processor, audio_encoder, report=say)
-    except (FaceError, DatasetError) as error:
+    except VExpressError as error:
         say(f"error: {error}")
         return 2
     print(

@@ -164,6 +164,7 @@ def train(config, config_name: str) -> Path:
     output_dir = Path(config.output_dir)
     log_with = None if config.report_to in (None, "none") else config.report_to
     accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),  # on CPUs too, each torchrun process sees the others
         gradient_accumulation_steps=solver.gradient_accumulation_steps, mixed_precision=solver.mixed_precision,
         log_with=log_with, project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
@@ -194,7 +195,8 @@ def train(config, config_name: str) -> Path:
 
     trainable = [p for p in networks.parameters() if p.requires_grad]
     counts = {name: sum(p.numel() for p in getattr(networks, name).parameters() if p.requires_grad) for name in MODULE_NAMES if hasattr(networks, name)}
-    say(f"{config_name}: trainable parameters " + ", ".join(f"{name} {count:,}" for name, count in counts.items()))
+    say(f"{config_name} on {accelerator.num_processes} process{'es' if accelerator.num_processes > 1 else ''} ({accelerator.device}): "
+        "trainable parameters " + ", ".join(f"{name} {count:,}" for name, count in counts.items()))
     optimizer = make_optimizer(config, trainable)
     # accelerate steps a prepared schedule once per process and step, so its length is counted in those steps;
     # DeepSpeed steps it once per optimizer step.

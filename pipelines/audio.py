@@ -5,7 +5,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 import soundfile
 import torch
@@ -31,6 +30,8 @@ def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
 
 
 def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    import imageio_ffmpeg  # here: the networks and the pipeline run without it (on a GPU machine that lacks it, say)
+
     with tempfile.TemporaryDirectory() as folder:
         wav = Path(folder) / "audio.wav"
         command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-acodec", "pcm_f32le", str(wav)]

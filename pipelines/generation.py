@@ -31,8 +31,8 @@ BYTES_PER_OUTPUT_PIXEL = 0.25  # generous for H.264 at the quality written (abou
 # The settings a preset stands for; any of them given on the command line wins.
 PRESETS = {
     "published": dict(scheduler="ddim", num_inference_steps=25, guidance_interval=(0.0, 1.0), cache_interval=1),
-    "balanced": dict(scheduler="dpmpp_2m", num_inference_steps=12, guidance_interval=(0.0, 1.0), cache_interval=1),
-    "fast": dict(scheduler="dpmpp_2m", num_inference_steps=10, guidance_interval=(0.0, 0.6), cache_interval=2),
+    "balanced": dict(scheduler="ddim", num_inference_steps=12, guidance_interval=(0.2, 1.0), cache_interval=1),
+    "fast": dict(scheduler="dpmpp_2m", num_inference_steps=8, guidance_interval=(0.2, 1.0), cache_interval=2),
 }
 # Flags that change no number of the latents: a run may resume under different values of them.
 NOT_IN_FINGERPRINT = ("output_path", "no_median_filter", "save_gpu_memory", "resume_interval", "gpu_id", "decode_batch_frames")
@@ -64,7 +64,7 @@ def check_request(args) -> CheckedInputs:
     _check_settings(args)
     if Path(args.output_path).suffix.lower() != ".mp4":
         raise InputError(f"--output_path {args.output_path}: the output is an MP4 video; give a path ending in .mp4")
-    _check_image(Path(args.reference_image_path))
+    check_image(Path(args.reference_image_path))
     missing = ModelPaths.from_args(args).missing()
     if missing:
         raise InputError(f"missing model file {missing[0]}; download the weights with: python scripts/download_models.py")
@@ -133,7 +133,8 @@ def _check_settings(args) -> None:
             raise InputError(f"--{name} {getattr(args, name)!r} is unknown; choose one of {', '.join(known)}")
 
 
-def _check_image(path: Path) -> None:
+def check_image(path: Path) -> None:
+    """The reference image exists and opens; else an InputError saying why."""
     from PIL import Image, UnidentifiedImageError
 
     if path.is_dir():
@@ -187,12 +188,39 @@ def check_output_location(path: Path, needed_bytes: int) -> None:
         )
 
 
+def plan_video_keypoints(args, driving_kps, waveform, num_frames: int, fps: float, face_detector, say) -> tuple[torch.Tensor, str]:
+    """(the keypoints (num_frames, 3, 2) a request's video is drawn from, the strategy used), as `args` (inference.py's
+    flags) asks: a strategy that needs a driver falls back to fix_face without one; the portrait's keypoints, and a
+    --reference_video's, come from `face_detector()` (called only when needed); `waveform` drives the head motion."""
+    strategy, reference_video = args.retarget_strategy, getattr(args, "reference_video", None)
+    if strategy in DRIVING_STRATEGIES and driving_kps is None and not reference_video:
+        say(f"note: --retarget_strategy {strategy} needs driving keypoints (--kps_path or --reference_video); using fix_face")
+        strategy = "fix_face"
+    reference_kps = None
+    if strategy != "no_retarget" or reference_video:
+        detector = face_detector()
+        if strategy != "no_retarget":
+            reference_kps, num_faces = detector.reference_kps(args.reference_image_path, args.image_width, args.image_height)
+            if num_faces > 1:
+                say(f"note: {num_faces} faces in {args.reference_image_path}; using the largest")
+        if reference_video:
+            from .kps_extraction import extract_kps_sequence
+
+            driving_kps = extract_kps_sequence(reference_video, detector, args.image_width, args.image_height, report=say).kps
+    kps = plan_keypoints(
+        reference_kps, driving_kps, num_frames, strategy=strategy, kps_fit=args.kps_fit, head_motion=args.head_motion,
+        head_motion_strength=args.head_motion_strength, waveform=waveform, sampling_rate=getattr(args, "standard_audio_sampling_rate", 16000),
+        fps=fps, seed=args.seed,
+    )
+    return kps, strategy
+
+
 def pick_device(args):
     """(device, accelerate PartialState or None)."""
     if args.do_multi_devices_inference:
         from accelerate import PartialState
 
-        state = PartialState()
+        state = PartialState(cpu=not torch.cuda.is_available())  # on CPUs too, each torchrun process sees the others
         return state.device, state
     name = args.device
     if name == "auto":
@@ -307,26 +335,8 @@ class VideoGenerator:
         # 1. The keypoints: the portrait's and the driver's, fitted, retargeted and animated.
         timings = {}
         clock = time.perf_counter()
-        strategy, driving_kps = args.retarget_strategy, inputs.driving_kps
-        if strategy in DRIVING_STRATEGIES and driving_kps is None and not args.reference_video:
-            say(f"note: --retarget_strategy {strategy} needs driving keypoints (--kps_path or --reference_video); using fix_face")
-            strategy = "fix_face"
-        reference_kps = None
-        needs_reference_kps = strategy != "no_retarget"
-        if needs_reference_kps or args.reference_video:
-            detector = self.face_detector(args)
-            if needs_reference_kps:
-                reference_kps, num_faces = detector.reference_kps(args.reference_image_path, width, height)
-                if num_faces > 1:
-                    say(f"note: {num_faces} faces in {args.reference_image_path}; using the largest")
-            if args.reference_video:
-                from .kps_extraction import extract_kps_sequence
-
-                driving_kps = extract_kps_sequence(args.reference_video, detector, width, height, report=say).kps
-        kps_sequence = plan_keypoints(
-            reference_kps, driving_kps, length, strategy=strategy, kps_fit=args.kps_fit, head_motion=args.head_motion,
-            head_motion_strength=args.head_motion_strength, waveform=inputs.waveform, sampling_rate=args.standard_audio_sampling_rate,
-            fps=length / duration, seed=args.seed,
+        kps_sequence, strategy = plan_video_keypoints(
+            args, inputs.driving_kps, inputs.waveform, length, length / duration, lambda: self.face_detector(args), say,
         )
         timings["face keypoints"] = time.perf_counter() - clock
 
@@ -346,14 +356,14 @@ class VideoGenerator:
         clock = time.perf_counter()
         pipeline = self.pipeline
         timings["loading"] = time.perf_counter() - clock
-        if args.save_gpu_memory:
-            pipeline.to(self.device)  # a previous request may have offloaded networks
+        pipeline.to(self.device)  # a previous request with --save_gpu_memory may have offloaded networks
         pipeline.scheduler = make_scheduler(args.scheduler)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         latents = pipeline(
-            Image.open(args.reference_image_path).convert("RGB"), KpsImages(kps_sequence, height, width), inputs.waveform,
-            width, height, length, args.num_inference_steps, args.guidance_scale,
+            reference_image=Image.open(args.reference_image_path).convert("RGB"), kps_images=KpsImages(kps_sequence, height, width),
+            audio_waveform=inputs.waveform, width=width, height=height, video_length=length,
+            num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
             generator=published_noise_generator(args.seed, pipeline.audio_encoder), output_type="latent",
             context_frames=args.context_frames, context_overlap=args.context_overlap,
             reference_attention_weight=args.reference_attention_weight,

@@ -23,40 +23,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modules.errors import VExpressError  # noqa: E402
-from pipelines.kps import RETARGET_STRATEGIES, draw_kps_image, load_kps_sequence  # noqa: E402
-from pipelines.motion import HEAD_MOTIONS, KPS_FITS, MAX_HEAD_MOTION_STRENGTH, plan_keypoints  # noqa: E402
-
-IMAGE_SUFFIXES, VIDEO_SUFFIXES = (".png", ".jpg", ".jpeg"), (".mp4",)
-SAMPLING_RATE = 16000  # inference.py's --standard_audio_sampling_rate
-
-
-class PreviewError(VExpressError):
-    """Options that cannot make a preview."""
-
-
-def overlay(portrait: np.ndarray, drawing: np.ndarray) -> np.ndarray:
-    """The V-Kps drawing (H, W, 3) over the portrait (H, W, 3), dimmed so that the drawing stands out."""
-    return np.where(drawing.any(axis=-1, keepdims=True), drawing, portrait // 2 + 64)
-
-
-class PreviewFrames:
-    """The MP4's frames, each (H, 2W, 3) uint8: the V-Kps image beside its overlay. Drawn one by one as the
-    writer iterates, so that a preview of a long speech never holds every frame in memory."""
-
-    def __init__(self, portrait: np.ndarray, kps_sequence: np.ndarray):
-        self.portrait, self.kps_sequence = portrait, kps_sequence
-
-    def __len__(self) -> int:
-        return len(self.kps_sequence)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        height, width = self.portrait.shape[:2]
-        drawing = draw_kps_image(height, width, self.kps_sequence[index])
-        return np.concatenate([drawing, overlay(self.portrait, drawing)], axis=1)
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
+from pipelines.kps import RETARGET_STRATEGIES, draw_kps_image  # noqa: E402
+from pipelines.motion import HEAD_MOTIONS, KPS_FITS, MAX_HEAD_MOTION_STRENGTH  # noqa: E402
+from pipelines.preview import PreviewError, PreviewFrames, check_preview_options, overlay, plan_preview  # noqa: E402
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,62 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_options(args) -> str:
-    """The output's kind, "image" or "video"; PreviewError for options that cannot work together."""
-    suffix = Path(args.output_path).suffix.lower()
-    if suffix not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
-        raise PreviewError(f"--output_path {args.output_path}: give a .png (one frame) or an .mp4 (the whole sequence)")
-    if args.head_motion == "natural" and not args.audio_path:
-        raise PreviewError("--head_motion natural follows the speech; give --audio_path")
-    if not 0 <= args.head_motion_strength <= MAX_HEAD_MOTION_STRENGTH:
-        raise PreviewError(f"--head_motion_strength {args.head_motion_strength}: must be between 0 and {MAX_HEAD_MOTION_STRENGTH:g}")
-    if not args.kps_path and not args.audio_path:
-        raise PreviewError("give --kps_path or --audio_path: one of them sets the length")
-    if args.fps <= 0 or args.image_width < 1 or args.image_height < 1:
-        raise PreviewError("--fps, --image_width and --image_height must be positive")
-    return "image" if suffix in IMAGE_SUFFIXES else "video"
-
-
-def plan(args, say):
-    """(keypoints (L, 3, 2) to draw, frames per second, the strategy used): the frames inference.py would draw."""
-    from pipelines.audio import load_audio
-    from pipelines.context import num_frames_for_audio, video_length
-
-    driving_kps = load_kps_sequence(args.kps_path) if args.kps_path else None
-    waveform, fps = None, args.fps
-    if args.audio_path:
-        waveform = load_audio(args.audio_path, SAMPLING_RATE)
-        duration = len(waveform) / SAMPLING_RATE
-        num_frames = video_length(num_frames_for_audio(duration, args.fps))  # inference.py's default context windows
-        fps = num_frames / duration  # as inference.py writes it: the frames span the speech
-    else:
-        num_frames = len(driving_kps)
-    strategy = args.retarget_strategy
-    if strategy != "fix_face" and driving_kps is None:
-        say(f"note: --retarget_strategy {strategy} needs driving keypoints (--kps_path); using fix_face")
-        strategy = "fix_face"
-    reference_kps = None
-    if strategy != "no_retarget":
-        from pipelines.face import FaceDetector
-
-        detector = FaceDetector(args.insightface_model_path, image_size=(args.image_width, args.image_height))
-        reference_kps, num_faces = detector.reference_kps(args.reference_image_path, args.image_width, args.image_height)
-        if num_faces > 1:
-            say(f"note: {num_faces} faces in {args.reference_image_path}; using the largest")
-    kps = plan_keypoints(
-        reference_kps, driving_kps, num_frames, strategy=strategy, kps_fit=args.kps_fit, head_motion=args.head_motion,
-        head_motion_strength=args.head_motion_strength, waveform=waveform, sampling_rate=SAMPLING_RATE, fps=fps, seed=args.seed,
-    )
-    return kps.numpy(), fps, strategy
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     say = lambda message: print(message, file=sys.stderr)  # noqa: E731
     try:
-        kind = check_options(args)
+        kind = check_preview_options(args)
         portrait = np.asarray(Image.open(args.reference_image_path).convert("RGB").resize((args.image_width, args.image_height)))
-        kps, fps, strategy = plan(args, say)
+        kps, fps, strategy = plan_preview(args, say)
         if kind == "image" and not 0 <= args.frame < len(kps):
             raise PreviewError(f"--frame {args.frame}: the sequence has frames 0..{len(kps) - 1}")
     except (VExpressError, OSError) as error:

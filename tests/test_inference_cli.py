@@ -144,15 +144,17 @@ def test_a_killed_run_resumes_to_the_identical_video(setup):
 
 def test_multi_process_inference_gives_the_same_video(setup):
     # One thread per process in both runs: the thread count, not the split, is all that could change a rounding.
-    single, _ = generate(setup, "single", "--kps_path", setup["kps"], "--num_inference_steps", 1, env={"OMP_NUM_THREADS": "1"})
+    single, single_result = generate(setup, "single", "--kps_path", setup["kps"], "--num_inference_steps", 1, env={"OMP_NUM_THREADS": "1"})
     output = setup["folder"] / "multi.mp4"
     accelerate = Path(sys.executable).with_name("accelerate")
     launch = [
-        accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--num_cpu_threads_per_process", "1",
+        # --multi_gpu goes through torchrun, so two processes start even on a CPU (--cpu would start one).
+        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--num_cpu_threads_per_process", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "inference.py", "--do_multi_devices_inference",
         *command(setup, output, "--kps_path", setup["kps"], "--num_inference_steps", 1),
     ]
     result = subprocess.run(list(map(str, launch)), capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("wrote ") == 1  # only the main process writes
+    assert "; 2 UNet calls" in single_result.stdout and "; 1 UNet calls" in result.stdout  # each process did one of the two windows
     assert (inspect_mp4(output)["frames"] == inspect_mp4(single)["frames"]).all()

@@ -95,11 +95,13 @@ def test_three_stages_train_what_they_should(workspace):
     # Stage 3 from stage 2 through `accelerate launch` with two CPU processes: everything trains.
     files = {f"{name}_path": str(root / "stage_2" / f"{name}-2.pth") for name in ("reference_net", "denoising_unet", "motion_module", "v_kps_guider", "audio_projection")}
     config_3 = write_config(workspace, "stage_3", stage=3, denoising_unet_state_dict_type="new_attn", zero_audio_and_motion_outputs=False, **files)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+    # --multi_gpu goes through torchrun, so two processes start even on a CPU (--cpu would start one).
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
               "--mixed_precision", "no", "--dynamo_backend", "no", "--num_cpu_threads_per_process", "1", str(ROOT / "train.py"), "--config", str(config_3)]
     result = subprocess.run(launch, capture_output=True, text=True, cwd=ROOT, timeout=600,
                             env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "on 2 processes" in result.stdout, result.stdout[-2000:]
     stage_3 = module_files(root / "stage_3", 2)
     for name in ("reference_net", "v_kps_guider", "audio_projection", "motion_module", "denoising_unet"):
         assert changed(stage_2[name], stage_3[name]), name

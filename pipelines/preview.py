@@ -1,0 +1,80 @@
+"""The keypoint preview (scripts/preview_kps.py, and the web UI's): the frames inference.py would draw, planned
+by the same `plan_video_keypoints`, drawn over the portrait."""
+
+from pathlib import Path
+
+import numpy as np
+
+from modules.errors import VExpressError
+
+from .audio import load_audio
+from .context import num_frames_for_audio, video_length
+from .face import FaceDetector
+from .generation import plan_video_keypoints
+from .kps import draw_kps_image, load_kps_sequence
+from .motion import MAX_HEAD_MOTION_STRENGTH
+
+IMAGE_SUFFIXES, VIDEO_SUFFIXES = (".png", ".jpg", ".jpeg"), (".mp4",)
+SAMPLING_RATE = 16000  # inference.py's --standard_audio_sampling_rate
+
+
+class PreviewError(VExpressError):
+    """Options that cannot make a preview."""
+
+
+def overlay(portrait: np.ndarray, drawing: np.ndarray) -> np.ndarray:
+    """The V-Kps drawing (H, W, 3) over the portrait (H, W, 3), dimmed so that the drawing stands out."""
+    return np.where(drawing.any(axis=-1, keepdims=True), drawing, portrait // 2 + 64)
+
+
+class PreviewFrames:
+    """The MP4's frames, each (H, 2W, 3) uint8: the V-Kps image beside its overlay. Drawn one by one as the
+    writer iterates, so that a preview of a long speech never holds every frame in memory."""
+
+    def __init__(self, portrait: np.ndarray, kps_sequence: np.ndarray):
+        self.portrait, self.kps_sequence = portrait, kps_sequence
+
+    def __len__(self) -> int:
+        return len(self.kps_sequence)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        height, width = self.portrait.shape[:2]
+        drawing = draw_kps_image(height, width, self.kps_sequence[index])
+        return np.concatenate([drawing, overlay(self.portrait, drawing)], axis=1)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+def check_preview_options(args) -> str:
+    """The output's kind, "image" or "video"; PreviewError for options that cannot work together."""
+    suffix = Path(args.output_path).suffix.lower()
+    if suffix not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+        raise PreviewError(f"--output_path {args.output_path}: give a .png (one frame) or an .mp4 (the whole sequence)")
+    if args.head_motion == "natural" and not args.audio_path:
+        raise PreviewError("--head_motion natural follows the speech; give --audio_path")
+    if not 0 <= args.head_motion_strength <= MAX_HEAD_MOTION_STRENGTH:
+        raise PreviewError(f"--head_motion_strength {args.head_motion_strength}: must be between 0 and {MAX_HEAD_MOTION_STRENGTH:g}")
+    if not args.kps_path and not args.audio_path:
+        raise PreviewError("give --kps_path or --audio_path: one of them sets the length")
+    if args.fps <= 0 or args.image_width < 1 or args.image_height < 1:
+        raise PreviewError("--fps, --image_width and --image_height must be positive")
+    return "image" if suffix in IMAGE_SUFFIXES else "video"
+
+
+def plan_preview(args, say):
+    """(keypoints (L, 3, 2) to draw, frames per second, the strategy used): the frames inference.py would draw for
+    the same flags (`args` may be preview_kps.py's or inference.py's)."""
+    driving_kps = load_kps_sequence(args.kps_path) if args.kps_path else None
+    waveform, fps = None, args.fps
+    if args.audio_path:
+        waveform = load_audio(args.audio_path, SAMPLING_RATE)
+        duration = len(waveform) / SAMPLING_RATE
+        windows = getattr(args, "context_frames", 24), getattr(args, "context_overlap", 4)  # inference.py's, or its defaults
+        num_frames = video_length(num_frames_for_audio(duration, args.fps), *windows)
+        fps = num_frames / duration  # as inference.py writes it: the frames span the speech
+    else:
+        num_frames = len(driving_kps)
+    detector = lambda: FaceDetector(args.insightface_model_path, image_size=(args.image_width, args.image_height))  # noqa: E731
+    kps, strategy = plan_video_keypoints(args, driving_kps, waveform, num_frames, fps, detector, say)
+    return kps.numpy(), fps, strategy

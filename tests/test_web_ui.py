@@ -1,0 +1,243 @@
+"""scripts/web_ui.py as a user meets it: the server started as a real process with tiny checkpoints, driven in
+headless Chromium (Debian's, through Playwright): upload, preview, generate, watch the progress, play and download
+the video; a bad portrait shows the CLI's one-line message; two visitors queue for one generation at a time.
+One server and one browser serve every test of the module."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import scripts.web_ui as web_ui_script
+from cli_helpers import ROOT, SIZE, inspect_mp4, make_inputs, make_model_ckpts, weight_flags
+from pipelines.context import num_frames_for_audio, video_length
+
+SECONDS = 1.5
+FRAMES = video_length(num_frames_for_audio(SECONDS, 30))
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]  # this machine has no network beyond loopback
+STEPS = 3  # set on the page; two context windows of 44 frames make it 6 UNet calls
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("web_ui")
+    (folder / "notes.txt").write_text("not a photo\n")
+    return dict(make_inputs(folder, SECONDS), ckpts=make_model_ckpts(folder / "model_ckpts"), folder=folder, text=folder / "notes.txt")
+
+
+@pytest.fixture(scope="module")
+def server(files):
+    """The web UI on a free port, with tiny checkpoints, at 64x64: (its URL, its process)."""
+    port = free_port()
+    log = open(files["folder"] / "server.log", "w+")
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "web_ui.py"), "--port", str(port), "--output_dir", str(files["folder"] / "videos"),
+         "--image_width", str(SIZE), "--image_height", str(SIZE), *map(str, weight_flags(files["ckpts"]))],
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT)),
+    )
+    url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            break
+        except OSError:
+            log.seek(0)
+            assert process.poll() is None and time.monotonic() < deadline, f"the web UI did not start:\n{log.read()[-3000:]}"
+            time.sleep(0.2)
+    yield url, process
+    process.send_signal(signal.SIGINT)  # what Ctrl+C sends
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        message = f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def open_page(browser, server):
+    """open_page() -> a fresh tab on the web UI; every request a tab makes is recorded to check that none leaves."""
+    url, _ = server
+    pages, requests = [], []
+
+    def open_one():
+        page = browser.new_page()
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(url)
+        page.wait_for_selector("#generate_button")
+        pages.append(page)
+        return page
+
+    yield open_one
+    for page in pages:
+        page.close()
+    outside = [u for u in requests if not u.startswith((url, "data:", "blob:"))]
+    assert not outside, f"the page reached outside this machine: {outside[:5]}"
+
+
+def upload(page, portrait, audio=None, driving=None):
+    for component, path in (("portrait", portrait), ("audio", audio), ("driving", driving)):
+        if path:
+            page.locator(f"#{component} input[type=file]").set_input_files(str(path))
+            page.wait_for_selector(f"#{component} a[download]", timeout=30000)  # uploaded: the component links to the file
+
+
+def set_steps(page, steps: int):
+    box = page.get_by_label("Denoising steps").first
+    box.fill(str(steps))
+    box.press("Enter")
+
+
+def messages(page) -> str:
+    return page.locator("#messages textarea").input_value()
+
+
+def fetch(url: str, path: Path) -> Path:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        path.write_bytes(response.read())
+    return path
+
+
+def wait_for_video(page, timeout_s=120) -> str:
+    """The src of the page's <video> once the generation has put one there (fails with the page's messages)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        video = page.locator("#video video")
+        if video.count() and video.get_attribute("src"):
+            return video.get_attribute("src")
+        assert "error:" not in messages(page), messages(page)
+        time.sleep(0.1)
+    pytest.fail(f"no video after {timeout_s} s; messages: {messages(page)!r}")
+
+
+def test_generate_in_the_browser(open_page, files):
+    """Upload the samples, preview the keypoints, set the steps, generate: progress shows, then the video plays
+    in the page with every frame the speech asks for, and the download link gives the same file."""
+    page = open_page()
+    assert page.locator("#audio button[aria-label='Record audio']").count() == 1  # the speech can be recorded too
+    upload(page, files["image"], files["audio"], files["kps"])
+
+    page.click("#preview_button")
+    page.wait_for_selector("#preview img", timeout=60000)
+    preview = Image.open(fetch(page.locator("#preview img").get_attribute("src"), files["folder"] / "preview.webp"))
+    assert preview.size == (3 * SIZE, SIZE)  # portrait | V-Kps image | overlay
+    assert np.asarray(preview.convert("RGB"))[:, SIZE:2 * SIZE].max() > 100  # the keypoints are drawn
+    assert messages(page) == f"keypoints of the first of {FRAMES} frames"
+
+    set_steps(page, STEPS)
+    page.click("#generate_button")
+    page.locator("#video").get_by_text(re.compile("denoising")).wait_for(timeout=60000)  # the progress bar
+    source = wait_for_video(page)
+
+    video = inspect_mp4(fetch(source, files["folder"] / "from_page.mp4"))
+    assert video["num_frames"] == FRAMES and video["size"] == (SIZE, SIZE) and video["audio_codec"] == "aac"
+    assert video["duration"] == pytest.approx(SECONDS, abs=0.05)
+    text = messages(page)
+    assert f"{FRAMES} frames (counted in the file)" in text and "strategy no_retarget" in text
+    assert f"; {STEPS * 2} UNet calls" in text  # the page's steps reached the generation
+    assert "loading 0.00" in text  # the networks were loaded at start and kept
+    download = page.locator("#video a[download]")
+    assert download.get_attribute("download").endswith(".mp4")
+    assert fetch(download.get_attribute("href"), files["folder"] / "downloaded.mp4").read_bytes() == (files["folder"] / "from_page.mp4").read_bytes()
+    assert page.locator("#video video").evaluate("v => v.readyState >= 1 && v.duration > 1")  # the browser can play it
+    written = list((files["folder"] / "videos").glob("*.mp4"))
+    assert len(written) == 1 and inspect_mp4(written[0])["num_frames"] == FRAMES  # kept in --output_dir
+
+
+def test_a_text_file_as_portrait_shows_the_cli_message(open_page, files):
+    page = open_page()
+    upload(page, files["text"], files["audio"])
+    page.click("#generate_button")
+    page.wait_for_function("() => document.querySelector('#messages textarea').value.includes('error:')", timeout=60000)
+    text = messages(page)
+    assert re.fullmatch(r"error: \S+notes\.txt: cannot open the reference image \(.*\); use a JPG, PNG, BMP or WebP photo", text), text
+    assert page.locator("#video video").count() == 0
+
+
+def test_two_visitors_queue_for_one_generation_at_a_time(open_page, files):
+    first, second = open_page(), open_page()
+    for page in (first, second):
+        upload(page, files["image"], files["audio"])
+        set_steps(page, STEPS)
+    first.click("#generate_button")
+    second.click("#generate_button")
+    second.locator("#video").get_by_text(re.compile("queue")).wait_for(timeout=60000)  # waits its turn, says so
+    sources = {wait_for_video(first), wait_for_video(second)}
+    assert len(sources) == 2  # two videos, neither overwrote the other
+    for page in (first, second):
+        assert "loading 0.00" in messages(page) and "strategy fix_face" in messages(page)
+
+
+def test_page_values_become_an_inference_request(files):
+    """Without a browser: how the page's values reach inference.py's parser (the rest of the tests use the page)."""
+    from pipelines.generation import PRESETS
+    from pipelines.web_ui import PageError, WebGenerator
+
+    app = WebGenerator(["--save_gpu_memory", "--preset", "fast", *map(str, weight_flags(files["ckpts"]))], files["folder"] / "unit")
+    assert app.defaults.num_inference_steps == PRESETS["fast"]["num_inference_steps"] and app.defaults.save_gpu_memory  # the page starts from the command line
+    settings = {"num_inference_steps": 3.0, "guidance_scale": 2.5, "seed": 7, "save_gpu_memory": False}  # as the widgets give them
+    driven = app.request("face.png", "speech.wav", "their_talk.MOV", settings, "out.mp4")
+    assert (driven.reference_video, driven.kps_path) == ("their_talk.MOV", None)
+    assert (driven.num_inference_steps, driven.guidance_scale, driven.seed) == (3, 2.5, 7)
+    assert driven.save_gpu_memory is False and driven.preset == "fast"  # the box turns off what the command line turned on
+    assert app.request("face.png", "speech.wav", "kps.pth", {}, "out.mp4").kps_path == "kps.pth"
+    with pytest.raises(PageError, match="upload a portrait first"):
+        app.request(None, "speech.wav", None, {}, "out.mp4")
+    assert app.generate("face.png", None, None, {}) == (None, "error: upload or record the speech first")
+
+
+def test_without_gradio_the_script_says_how_to_install_it(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # what `import gradio` meets where it is not installed
+    assert web_ui_script.main([]) == 2
+    assert capsys.readouterr().err == "error: the web UI needs Gradio, which the CLI does not install: pip install -r requirements-ui.txt\n"
+
+
+def test_a_flag_the_page_sets_is_refused_on_the_command_line(files, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        web_ui_script.main(["--kps_path", str(files["kps"])])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(": error: --kps_path is given for each video in the page, not on the command line")
+
+
+def test_a_taken_port_and_missing_weights_are_one_line_each(server, files, tmp_path):
+    """The port is checked before any network loads; both exit with status 2 and no traceback."""
+    url, _ = server
+    port = url.rsplit(":", 1)[1].strip("/")
+    both = {name: subprocess.Popen([sys.executable, str(ROOT / "scripts" / "web_ui.py"), *map(str, args)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+            for name, args in (("taken", ["--port", port, *weight_flags(files["ckpts"])]),
+                               ("missing", ["--port", free_port(), "--output_dir", tmp_path, *weight_flags(tmp_path / "none")]))}
+    (_, taken), (_, missing) = both["taken"].communicate(timeout=300), both["missing"].communicate(timeout=300)
+    assert both["taken"].returncode == 2 and taken.strip() == (
+        f"error: cannot serve on 127.0.0.1:{port} (Address already in use); give another --port or --host")
+    assert both["missing"].returncode == 2 and missing.strip().splitlines()[-1].startswith("error: missing model file")
+    assert "Traceback" not in taken + missing

@@ -1,98 +1,496 @@
-"""Time the generation pipeline and report seconds per phase, seconds per frame and peak memory as JSON.
+"""Speed and memory of generation, printed as JSON (and written with --out). Weights are random: the architecture,
+not the weights, sets the cost; nothing is downloaded.
 
-    python scripts/benchmark_inference.py --size tiny                 # tiny random networks, CPU-friendly
-    python scripts/benchmark_inference.py --size full --width 256 --height 256 --seconds 2 --device cuda
-Weights are random (the architecture, not the weights, sets the cost); nothing is downloaded.
+    python scripts/benchmark_inference.py --case full_cpu                       # the full-size CPU case, per phase and UNet call
+    python scripts/benchmark_inference.py --case full_cpu --compile --context_batch_size 3
+    python scripts/benchmark_inference.py --report cli --case full_cpu --compare_with ../main-before   # end to end, A/B
+    python scripts/benchmark_inference.py --report memory --width 256 --height 256 --seconds 10 60
+    python scripts/benchmark_inference.py --report filter                       # the flicker filter on 512x512 frames
+    python scripts/benchmark_inference.py --report audio --seconds 60 600       # wav2vec2-base on 1 and 10 minutes of audio
+    python scripts/benchmark_inference.py --report modes --size full --width 128 --height 128
+    python scripts/benchmark_inference.py --size full --device cuda --out gpu.json   # the GPU report (about 5 minutes on an H100)
+
+Reports:
+- phases: one generation in this process (the streamed path inference.py takes): seconds per phase and per UNet
+  call, peak host memory over the loaded networks, peak accelerator memory.
+- cli: inference.py run as users run it on checkpoint files of random weights, end to end; with --compare_with
+  also another checkout's inference.py (e.g. a git worktree of an older commit) on the same files and inputs,
+  alternating, the best of --repeats each, and whether the two videos are identical.
+- memory: inference.py with tiny networks once per --seconds (of this checkout, or --compare_with's): peak memory
+  against audio length.
+- filter, audio, modes (the fast modes against the default: UNet and total seconds), gpu.
 """
 
 import argparse
+import copy
 import json
+import os
+import re
 import resource
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SD_VAE_CONFIG = dict(  # stabilityai/sd-vae-ft-mse's architecture
+    down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[128, 256, 512, 512],
+    layers_per_block=2, latent_channels=4, norm_num_groups=32, sample_size=512,
+)
+CASES = {  # issue 12's "full-size CPU case"
+    "full_cpu": dict(size="full", width=128, height=128, frames=28, context_frames=12, context_overlap=4, steps=2,
+                     guidance_scale=3.5, device="cpu", dtype="fp32"),
+}
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.context import video_length  # noqa: E402
-from pipelines.kps import draw_kps_image  # noqa: E402
-from pipelines.loading import ModelPaths, load_pipeline  # noqa: E402
-from scripts.make_tiny_checkpoints import write_tiny_checkpoints  # noqa: E402
+def memory_now() -> dict:
+    """Current and peak resident memory of this process (bytes), from /proc/self/status."""
+    status = open("/proc/self/status").read()
+    return {key: int(re.search(rf"{key}:\s+(\d+)", status).group(1)) * 1024 for key in ("VmRSS", "VmHWM")}
 
 
-def full_size_checkpoints(folder: Path) -> Path:
-    """The tiny layout, with the five V-Express networks replaced by full-size random ones (VAE and wav2vec2 stay tiny)."""
-    from diffusers import AutoencoderKL
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
+def reset_peak_memory(device) -> None:
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # Linux: the peak resident size starts again from the current one
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def build_pipeline(size: str, device, dtype, seed: int = 0):
+    """A VExpressPipeline of random networks built in memory: `tiny` (the tiny checkpoints' architectures) or
+    `full` (the published ones: SD1.5 UNets, the SD VAE, wav2vec2-base). Every parameter is drawn (no zero-initialised
+    path stays dead), then moved to `device` in `dtype`."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     from modules import AudioProjection, UNet3DConditionModel, VKpsGuider, reference_net_from_config
     from pipelines.config import load_inference_config
+    from pipelines.pipeline_v_express import VExpressPipeline
+    from scripts import make_tiny_checkpoints as tiny
 
+    config = load_inference_config()
+    if size == "full":
+        unet_config = json.loads((ROOT / "model_ckpts" / "stable-diffusion-v1-5" / "unet" / "config.json").read_text())
+        builders = dict(
+            vae=lambda: AutoencoderKL(**SD_VAE_CONFIG), audio_encoder=lambda: Wav2Vec2Model(Wav2Vec2Config()),
+            v_kps_guider=VKpsGuider, audio_projection=AudioProjection,
+        )
+    else:
+        unet_config = tiny.UNET_CONFIG
+        builders = dict(
+            vae=lambda: AutoencoderKL(**tiny.VAE_CONFIG), audio_encoder=lambda: Wav2Vec2Model(Wav2Vec2Config(**tiny.WAV2VEC2_CONFIG)),
+            v_kps_guider=lambda: VKpsGuider(**tiny.V_KPS_GUIDER_CONFIG), audio_projection=lambda: AudioProjection(**tiny.AUDIO_PROJECTION_CONFIG),
+        )
+    builders.update(
+        reference_net=lambda: reference_net_from_config(unet_config),
+        denoising_unet=lambda: UNet3DConditionModel.from_config_2d(unet_config, config["unet_additional_kwargs"]),
+    )
+    networks = {}
+    for index, (name, build) in enumerate(builders.items()):
+        networks[name] = tiny.randomize_(build(), seed + index).to(device, dtype).requires_grad_(False)
+    pipeline = VExpressPipeline(
+        audio_processor=Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True),
+        scheduler=DDIMScheduler(**config["noise_scheduler_kwargs"]), **networks,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def sample_inputs(width: int, height: int, frames: int, seed: int = 0):
+    """A random portrait, a keypoint sequence swaying by a few pixels, and speech-like noise lasting exactly `frames`
+    frames at 30 fps."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    reference = Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+    base = np.array([[0.35, 0.4], [0.65, 0.4], [0.5, 0.6]], dtype=np.float32) * [width, height]
+    kps = np.stack([base + [3 * np.sin(i / 5), 2 * np.cos(i / 7)] for i in range(frames)]).astype(np.float32)
+    samples = int(np.ceil(frames / 30 * 16000)) + 1
+    waveform = torch.from_numpy((rng.standard_normal(samples) * 0.1 * (1 + np.sin(np.arange(samples) / 2000))).astype(np.float32))
+    return reference, kps, waveform
+
+
+def run_phases(args) -> dict:
+    """One generation of `args.frames` frames through the CLI's streamed path (latents, then decoded, filtered and
+    encoded in batches), with networks built in memory."""
+    import torch
+
+    from modules.checkpoints import DTYPES
+    from pipelines.kps import KpsImages
+    from pipelines.loading import make_scheduler
+    from pipelines.video import write_video
+
+    device = torch.device(args.device)
+    started = time.perf_counter()
+    pipeline = build_pipeline(args.size, device, DTYPES[args.dtype])
+    build_seconds = time.perf_counter() - started
+    if args.compile:
+        pipeline.denoising_unet = torch.compile(pipeline.denoising_unet, dynamic=False)
+        pipeline.vae.decoder = torch.compile(pipeline.vae.decoder, dynamic=False)
+    pipeline.scheduler = make_scheduler(args.scheduler)
+    reference, kps, waveform = sample_inputs(args.width, args.height, args.frames)
+    runs = []
+    for _ in range(args.repeats):
+        before = memory_now()["VmRSS"]
+        reset_peak_memory(device)
+        timings, started = {}, time.perf_counter()
+        latents = pipeline(
+            reference_image=reference, kps_images=KpsImages(kps, args.height, args.width), audio_waveform=waveform, width=args.width,
+            height=args.height, video_length=args.frames, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
+            context_frames=args.context_frames, context_overlap=args.context_overlap, generator=torch.Generator().manual_seed(0),
+            output_type="latent", context_batch_size=args.context_batch_size, guidance_interval=tuple(args.guidance_interval),
+            cache_interval=args.cache_interval, timings=timings,
+        )
+        clock = time.perf_counter()
+        with tempfile.TemporaryDirectory() as folder:
+            write_video(Path(folder) / "video.mp4", pipeline.stream_frames(latents), 30.0, num_frames=args.frames)
+        timings["decoding and writing"] = time.perf_counter() - clock
+        unet_calls = timings.pop("unet_calls")
+        run = dict(
+            seconds=round(time.perf_counter() - started, 3), seconds_per_phase={k: round(v, 3) for k, v in timings.items()},
+            unet_calls=unet_calls, seconds_per_unet_call=round(timings["denoising"] / unet_calls, 3),
+            host_memory_before_gib=round(before / 2**30, 3), extra_peak_host_memory_gib=round((memory_now()["VmHWM"] - before) / 2**30, 3),
+        )
+        if device.type == "cuda":
+            run["peak_accelerator_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+        runs.append(run)
+        print(json.dumps(run), file=sys.stderr, flush=True)
+    return dict(report="phases", build_seconds=round(build_seconds, 1), runs=runs, best_seconds=min(r["seconds"] for r in runs))
+
+
+def write_random_checkpoints(folder: Path, size: str) -> Path:
+    """A model_ckpts-layout folder of random networks: the tiny checkpoints, or the published architectures
+    (about 9 GB of float32 files). Kept and reused when `folder` already holds them."""
+    from modules.checkpoints import save_file, v_express_state_dicts
+    from pipelines.loading import ModelPaths
+    from scripts.make_tiny_checkpoints import write_tiny_checkpoints
+
+    if not ModelPaths.under(folder).missing():
+        return folder
     write_tiny_checkpoints(folder)
-    root = Path(__file__).resolve().parents[1] / "model_ckpts" / "stable-diffusion-v1-5" / "unet" / "config.json"
-    (folder / "stable-diffusion-v1-5" / "unet" / "config.json").write_text(root.read_text())
-    AutoencoderKL().save_pretrained(folder / "sd-vae-ft-mse")  # SD's VAE architecture
-    Wav2Vec2Model(Wav2Vec2Config()).save_pretrained(folder / "wav2vec2-base-960h")  # wav2vec2-base
-    express = folder / "v-express"
-    state = UNet3DConditionModel.from_config_2d(root, load_inference_config()["unet_additional_kwargs"]).state_dict()
-    torch.save({k: v for k, v in state.items() if "motion_modules" not in k}, express / "denoising_unet.bin")
-    torch.save({k: v for k, v in state.items() if "motion_modules" in k}, express / "motion_module.bin")
-    torch.save(reference_net_from_config(root).state_dict(), express / "reference_net.bin")
-    torch.save(VKpsGuider().state_dict(), express / "v_kps_guider.bin")
-    torch.save(AudioProjection().state_dict(), express / "audio_projection.bin")
+    if size == "full":
+        import torch
+
+        pipeline = build_pipeline("full", torch.device("cpu"), torch.float32)
+        (folder / "stable-diffusion-v1-5" / "unet" / "config.json").write_text((ROOT / "model_ckpts" / "stable-diffusion-v1-5" / "unet" / "config.json").read_text())
+        pipeline.vae.save_pretrained(folder / "sd-vae-ft-mse")
+        pipeline.audio_encoder.save_pretrained(folder / "wav2vec2-base-960h")
+        files = v_express_state_dicts(pipeline.reference_net, pipeline.denoising_unet, pipeline.v_kps_guider, pipeline.audio_projection)
+        for name, state_dict in files.items():
+            save_file(state_dict, folder / "v-express" / f"{name}.bin")
     return folder
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--height", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=2.0, help="audio length")
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default=None)
-    parser.add_argument("--save_gpu_memory", action="store_true")
-    args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype or ("fp32" if device.type == "cpu" else "fp16")]
+def write_cli_inputs(folder: Path, width: int, height: int, frames: int) -> list:
+    """A portrait, speech of `frames` frames at 30 fps, and a keypoint file: inference.py's input flags."""
+    import numpy as np
+    import soundfile
 
-    with tempfile.TemporaryDirectory() as folder:
-        ckpts = (full_size_checkpoints if args.size == "full" else write_tiny_checkpoints)(Path(folder))
-        paths = ModelPaths.under(ckpts)
-        started = time.perf_counter()
-        pipeline = load_pipeline(paths, device, dtype)
-        load_seconds = time.perf_counter() - started
+    reference, kps, waveform = sample_inputs(width, height, frames)
+    reference.save(folder / "face.png")
+    soundfile.write(folder / "speech.wav", waveform.numpy(), 16000)
+    np.save(folder / "kps.npy", kps)
+    return ["--reference_image_path", folder / "face.png", "--audio_path", folder / "speech.wav", "--kps_path", folder / "kps.npy"]
 
-    frames = video_length(int(args.seconds * 30))
-    rng = np.random.default_rng(0)
-    reference = Image.fromarray(rng.integers(0, 255, (args.height, args.width, 3), dtype=np.uint8))
-    kps = np.array([[0.35, 0.4], [0.65, 0.4], [0.5, 0.6]], dtype=np.float32) * [args.width, args.height]
-    kps_images = [Image.fromarray(draw_kps_image(args.height, args.width, kps))] * frames
-    waveform = torch.from_numpy(rng.standard_normal(int(args.seconds * 16000)).astype(np.float32) * 0.1)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    timings = {}
+
+def run_inference(repo: Path, ckpts: Path, flags: list, output: Path) -> dict:
+    """`repo`'s inference.py as a user runs it: wall seconds, its exit status and the figures its summary prints."""
+    from pipelines.loading import ModelPaths
+
+    weights = [arg for name, path in vars(ModelPaths.under(ckpts)).items() for arg in (f"--{name}", path)]
+    command = [sys.executable, str(repo / "inference.py"), *flags, "--output_path", output, *weights]
     started = time.perf_counter()
-    pipeline(reference, kps_images, waveform, args.width, args.height, frames, args.steps, 3.5,
-             generator=torch.Generator().manual_seed(0), save_gpu_memory=args.save_gpu_memory, timings=timings)
-    total = time.perf_counter() - started
-    report = {
-        "size": args.size, "device": str(device), "dtype": str(dtype).removeprefix("torch."),
-        "width": args.width, "height": args.height, "frames": frames, "steps": args.steps, "save_gpu_memory": args.save_gpu_memory,
-        "load_seconds": round(load_seconds, 3), "seconds_per_phase": {k: round(v, 3) for k, v in timings.items()},
-        "total_seconds": round(total, 3), "seconds_per_frame": round(total / frames, 4),
-        "peak_host_memory_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-    }
-    if device.type == "cuda":
-        report["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
-    print(json.dumps(report, indent=1))
+    result = subprocess.run(list(map(str, command)), capture_output=True, text=True, cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo), HF_HUB_OFFLINE="1"))
+    row = dict(repo=str(repo), exit_status=result.returncode, wall_seconds=round(time.perf_counter() - started, 2))
+    if result.returncode != 0:
+        row["error"] = (result.stderr.strip().splitlines() or ["killed (out of memory?)"])[-1][-300:]
+        return row
+    phases = re.search(r"seconds per phase: (.*?)(;|$)", result.stdout, re.M)
+    row["seconds_per_phase"] = {name.strip(): float(value) for name, value in re.findall(r"([a-z ]+) ([\d.]+)", phases.group(1))} if phases else {}
+    row["peak_host_memory_mib"] = int(re.search(r"host (\d+) MiB", result.stdout).group(1))
+    accelerator = re.search(r"peak memory (\d+) MiB on", result.stdout)
+    if accelerator:
+        row["peak_accelerator_memory_mib"] = int(accelerator.group(1))
+    row["frames"] = int(re.search(r"wrote .*?: (\d+) frames", result.stdout).group(1))
+    return row
+
+
+def case_flags(args) -> list:
+    return ["--image_width", args.width, "--image_height", args.height, "--num_inference_steps", args.steps, "--guidance_scale",
+            args.guidance_scale, "--context_frames", args.context_frames, "--context_overlap", args.context_overlap, "--device", args.device,
+            "--dtype", args.dtype]
+
+
+def run_cli(args) -> dict:
+    """The case end to end through inference.py: this checkout, and --compare_with's, alternating."""
+    import imageio_ffmpeg
+    import numpy as np
+
+    repos = [ROOT] + ([Path(args.compare_with).resolve()] if args.compare_with else [])
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        ckpts = write_random_checkpoints(Path(args.ckpts_dir) if args.ckpts_dir else folder / "ckpts", args.size)
+        flags = write_cli_inputs(folder, args.width, args.height, args.frames) + case_flags(args) + args.extra_flags
+        runs = {str(repo): [] for repo in repos}
+        for repeat in range(args.repeats):
+            for index, repo in enumerate(repos):
+                row = run_inference(repo, ckpts, flags if repo == ROOT else flags[:len(flags) - len(args.extra_flags)], folder / f"out{index}.mp4")
+                runs[str(repo)].append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+        report = dict(report="cli", runs=runs, best_wall_seconds={repo: min(r["wall_seconds"] for r in rows) for repo, rows in runs.items()})
+        if len(repos) == 2 and all(r["exit_status"] == 0 for rows in runs.values() for r in rows):
+            videos = [np.stack([np.frombuffer(f, np.uint8) for f in list(imageio_ffmpeg.read_frames(str(folder / f"out{i}.mp4")))[1:]]) for i in range(2)]
+            # Written as H.264, nearly identical frames need not give identical files: one value that truncates to the
+            # next level can change the encoder's choices. The float videos are compared by the tests (golden fixtures).
+            if videos[0].shape == videos[1].shape:
+                difference = videos[0].astype(float) - videos[1]
+                report["identical_frames"] = bool((difference == 0).all())
+                report["max_pixel_difference"] = int(np.abs(difference).max())
+                report["psnr_between_the_videos_db"] = round(float(10 * np.log10(255**2 / max((difference**2).mean(), 1e-12))), 1)
+            best = report["best_wall_seconds"]
+            report["speedup_vs_compare_with"] = round(best[str(repos[1])] / best[str(ROOT)], 3)
+    return report
+
+
+def run_memory(args) -> dict:
+    """inference.py (of this checkout, or --compare_with's) with tiny networks once per audio length: peak memory."""
+    repo = Path(args.compare_with or ROOT).resolve()
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        ckpts = write_random_checkpoints(folder / "ckpts", "tiny")
+        for seconds in args.seconds:
+            flags = write_cli_inputs(folder, args.width, args.height, int(seconds * 30)) + case_flags(args)
+            row = dict(seconds_of_audio=seconds, **run_inference(repo, ckpts, flags, folder / "out.mp4"))
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    ok = [r for r in rows if r["exit_status"] == 0]
+    ratio = round(ok[-1]["peak_host_memory_mib"] / ok[0]["peak_host_memory_mib"], 3) if len(ok) > 1 else None
+    return dict(report="memory", repo=str(repo), width=args.width, height=args.height, steps=args.steps, runs=rows,
+                peak_ratio_longest_to_shortest=ratio)
+
+
+def run_filter(args) -> dict:
+    """The flicker filter on `args.frames` frames of 512x512 (or --width x --height): the previous implementation
+    (unfold + sort on the float video) against the streamed min/max one on uint8 frames, same output checked."""
+    import torch
+    import torch.nn.functional as F
+
+    from pipelines.flicker_filter import FlickerFilter
+
+    def previous_filter(video):  # the implementation this project had before, kept here to time and check against
+        padded = F.pad(video, (1, 1, 1, 1, 1, 1), mode="reflect")
+        out = torch.empty_like(video)
+        for start in range(0, video.shape[2], 8):
+            stop = min(start + 8, video.shape[2])
+            neighbours = padded[:, :, start:stop + 2].unfold(2, 3, 1).unfold(3, 3, 1).unfold(4, 3, 1)
+            out[:, :, start:stop] = neighbours.flatten(-3).median(dim=-1).values
+        return out
+
+    video = torch.rand(1, 3, args.frames, args.height, args.width, generator=torch.Generator().manual_seed(0))
+    best = {"previous": float("inf"), "streamed_uint8": float("inf")}
+    for _ in range(args.repeats):
+        started = time.perf_counter()
+        expected = (previous_filter(video) * 255).to(torch.uint8)
+        best["previous"] = min(best["previous"], time.perf_counter() - started)
+        started = time.perf_counter()
+        stream, frames = FlickerFilter(args.frames), (video[0].transpose(0, 1) * 255).to(torch.uint8)
+        filtered = torch.cat([stream.push(frames[i:i + 8]) for i in range(0, args.frames, 8)])
+        best["streamed_uint8"] = min(best["streamed_uint8"], time.perf_counter() - started)
+        assert torch.equal(filtered.transpose(0, 1)[None], expected), "the filters disagree"
+    return dict(report="filter", frames=args.frames, size=f"{args.width}x{args.height}", identical=True,
+                seconds_per_frame={k: round(v / args.frames, 4) for k, v in best.items()},
+                speedup=round(best["previous"] / best["streamed_uint8"], 2))
+
+
+def run_audio(args) -> dict:
+    """wav2vec2-base (random weights) and the Audio Projection on `--seconds` of audio: seconds and peak host memory of
+    the audio phase, chunked (what generation does) and, for audio short enough, in one pass for comparison."""
+    import torch
+
+    from pipelines.audio import encode_speech
+
+    device = torch.device(args.device)
+    pipeline = build_pipeline("full", device, torch.float32)
+    rows = []
+    for seconds in args.seconds:
+        waveform = torch.randn(int(seconds * 16000), generator=torch.Generator().manual_seed(0)) * 0.1
+        for mode in ("chunked", "single pass") if seconds <= 120 else ("chunked",):
+            before = memory_now()["VmRSS"]
+            reset_peak_memory(device)
+            started = time.perf_counter()
+            with torch.no_grad():
+                if mode == "chunked":
+                    tokens = pipeline.encode_audio(waveform, int(seconds * 30), 2)
+                else:
+                    inputs = pipeline.audio_processor(waveform.numpy(), sampling_rate=16000, return_tensors="pt").input_values.to(device)
+                    states = pipeline.audio_encoder(inputs).last_hidden_state
+                    check = encode_speech(pipeline.audio_encoder, inputs, chunk_seconds=seconds / 4)
+                    relative_error = float((check - states).norm() / states.norm())
+            row = dict(seconds_of_audio=seconds, mode=mode, seconds=round(time.perf_counter() - started, 1),
+                       extra_peak_host_memory_mib=round((memory_now()["VmHWM"] - before) / 2**20))
+            if mode != "chunked":
+                row["chunked_vs_single_pass_relative_error"] = relative_error
+            else:
+                row["tokens_shape"] = list(tokens.shape)
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    return dict(report="audio", runs=rows)
+
+
+def run_modes(args) -> dict:
+    """Each fast mode and preset against the default (DDIM 25 steps, guidance on every step): UNet and total seconds."""
+    import torch
+
+    from modules.checkpoints import DTYPES
+    from pipelines.kps import KpsImages
+    from pipelines.loading import make_scheduler
+    from scripts.learning_check import modes_and_presets
+
+    device = torch.device(args.device)
+    pipeline = build_pipeline(args.size, device, DTYPES[args.dtype])
+    reference, kps, waveform = sample_inputs(args.width, args.height, args.frames)
+    rows = []
+    for name, mode in modes_and_presets().items():  # the learning check's modes, measured there for deviation
+        mode = dict(mode, num_inference_steps=mode.pop("steps"))
+        pipeline.scheduler = make_scheduler(mode.pop("scheduler"))
+        timings, started = {}, time.perf_counter()
+        pipeline(reference_image=reference, kps_images=KpsImages(kps, args.height, args.width), audio_waveform=waveform,
+                 width=args.width, height=args.height, video_length=args.frames, guidance_scale=3.5,
+                 generator=torch.Generator().manual_seed(0), timings=timings, context_frames=args.context_frames,
+                 context_overlap=args.context_overlap, **mode)
+        rows.append(dict(mode=name, unet_seconds=round(timings["denoising"], 2), total_seconds=round(time.perf_counter() - started, 2)))
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    for row in rows:
+        row["unet_speedup"] = round(rows[0]["unet_seconds"] / row["unet_seconds"], 2)
+        row["total_speedup"] = round(rows[0]["total_seconds"] / row["total_seconds"], 2)
+    return dict(report="modes", size=args.size, frames=args.frames, width=args.width, height=args.height, rows=rows)
+
+
+def run_gpu(args) -> dict:
+    """Seconds per UNet call on one window of --context_frames frames (both halves of guidance) in fp16 and bf16,
+    eager and compiled; accelerator seconds per second of video at 25 steps from those windows; peak memory; and a
+    short video in fp16 against the same in fp32 (same weights and noise): relative error, NaN/inf anywhere."""
+    import torch
+
+    from modules.checkpoints import DTYPES
+    from pipelines.context import context_windows
+    from pipelines.kps import KpsImages
+
+    device = torch.device(args.device)
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    frames = args.context_frames
+    reference, kps, waveform = sample_inputs(args.width, args.height, frames)
+    report = dict(report="gpu", device=str(device), size=args.size, width=args.width, height=args.height, window_frames=frames,
+                  unet_call_seconds={}, compile_warmup_seconds={})
+    videos, finite = {}, True
+    master = build_pipeline(args.size, torch.device("cpu"), torch.float32)  # drawn once; each dtype gets a converted copy
+    for dtype_name in ("fp32", "fp16", "bf16"):
+        pipeline = copy.deepcopy(master).to(device, DTYPES[dtype_name])
+        reset_peak_memory(device)
+        with torch.no_grad():
+            kv = pipeline.encode_reference(reference, args.width, args.height)
+            audio = pipeline.encode_audio(waveform, frames, 2)
+            kps_features = pipeline.encode_kps(KpsImages(kps, args.height, args.width), range(frames), args.width, args.height)
+            latents = torch.randn(2, 4, frames, args.height // 8, args.width // 8, generator=torch.Generator().manual_seed(0)).to(device, DTYPES[dtype_name])
+            t = torch.tensor(999, device=device)
+            unets = {"eager": pipeline.denoising_unet}
+            if dtype_name != "fp32" and not args.no_compile:
+                started = time.perf_counter()
+                unets["compiled"] = torch.compile(pipeline.denoising_unet, dynamic=False)
+                unets["compiled"](latents, t, audio, kps_features, kv, num_unconditional=1)
+                synchronize()
+                report["compile_warmup_seconds"][dtype_name] = round(time.perf_counter() - started, 1)
+            for mode, unet in unets.items():
+                if dtype_name == "fp32":
+                    break
+                unet(latents, t, audio, kps_features, kv, num_unconditional=1)  # warm-up
+                synchronize()
+                best = float("inf")
+                for _ in range(args.repeats):
+                    started = time.perf_counter()
+                    prediction = unet(latents, t, audio, kps_features, kv, num_unconditional=1)
+                    synchronize()
+                    best = min(best, time.perf_counter() - started)
+                finite = finite and bool(torch.isfinite(prediction).all())
+                report["unet_call_seconds"][f"{dtype_name} {mode}"] = round(best, 4)
+            if dtype_name in ("fp32", "fp16"):
+                timings = {}
+                video = pipeline(reference_image=reference, kps_images=KpsImages(kps, args.height, args.width), audio_waveform=waveform,
+                                 width=args.width, height=args.height, video_length=frames, num_inference_steps=args.steps,
+                                 guidance_scale=3.5, generator=torch.Generator().manual_seed(0), context_frames=frames, timings=timings)
+                videos[dtype_name] = video
+                report[f"{dtype_name}_decode_seconds_per_frame"] = round(timings["decoding"] / frames, 4)
+        if device.type == "cuda":
+            report[f"peak_accelerator_memory_gib_{dtype_name}"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        del pipeline, unets
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    fp16, fp32 = videos["fp16"].double(), videos["fp32"].double()
+    report["fp16_vs_fp32_video_relative_error"] = float((fp16 - fp32).norm() / fp32.norm())
+    report["nan_or_inf"] = not (finite and bool(torch.isfinite(fp16).all()) and bool(torch.isfinite(fp32).all()))
+    windows_per_second = len(context_windows(30 * 60, args.context_frames, args.context_overlap)) / 60  # a minute at 30 fps
+    for key, seconds in report["unet_call_seconds"].items():
+        dtype_name = key.split()[0]
+        decode = report.get(f"{dtype_name}_decode_seconds_per_frame", report["fp16_decode_seconds_per_frame"])
+        report.setdefault("accelerator_seconds_per_video_second_at_25_steps", {})[key] = round(windows_per_second * 25 * seconds + 30 * decode, 2)
+    return report
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--report", choices=["phases", "cli", "memory", "filter", "audio", "modes", "gpu"], default=None,
+                        help="default: gpu with --device cuda, else phases")
+    parser.add_argument("--case", choices=list(CASES), help="a named case (sets size, resolution, frames, windows, steps, dtype)")
+    parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
+    parser.add_argument("--width", type=int, default=None, help="default 512 for memory, filter and gpu, 64 otherwise")
+    parser.add_argument("--height", type=int, default=None)
+    parser.add_argument("--frames", type=int, default=48, help="video length (phases, filter, modes)")
+    parser.add_argument("--seconds", type=float, nargs="+", default=[10, 60], help="audio lengths (memory, audio)")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 1 for memory, 2 for gpu, 4 otherwise)")
+    parser.add_argument("--context_frames", type=int, default=24)
+    parser.add_argument("--context_overlap", type=int, default=4)
+    parser.add_argument("--guidance_scale", type=float, default=3.5)
+    parser.add_argument("--device", default=None, help="cuda when there is one, else cpu")
+    parser.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default=None)
+    parser.add_argument("--scheduler", default="ddim")
+    parser.add_argument("--guidance_interval", type=float, nargs=2, default=(0.0, 1.0))
+    parser.add_argument("--cache_interval", type=int, default=1)
+    parser.add_argument("--context_batch_size", type=int, default=1)
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--no_compile", action="store_true", help="gpu report: skip the compiled runs")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per measurement; the best counts")
+    parser.add_argument("--compare_with", default=None, help="another checkout of this project (cli: measured too; memory: measured instead)")
+    parser.add_argument("--ckpts_dir", default=None, help="cli: keep the random checkpoint files here and reuse them")
+    parser.add_argument("--extra_flags", nargs=argparse.REMAINDER, default=[], help="cli: more inference.py flags for this checkout's runs")
+    parser.add_argument("--out", default=None, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    for name, value in CASES.get(args.case, {}).items():
+        setattr(args, name, value)
+    import torch
+
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.report = args.report or ("gpu" if args.device.startswith("cuda") else "phases")
+    large = args.report in ("memory", "filter", "gpu")
+    args.width, args.height = args.width or (512 if large else 64), args.height or (512 if large else 64)
+    args.steps = args.steps or {"memory": 1, "gpu": 2}.get(args.report, 4)
+    args.dtype = args.dtype or ("fp32" if args.device == "cpu" else "fp16")
+    reports = dict(phases=run_phases, cli=run_cli, memory=run_memory, filter=run_filter, audio=run_audio, modes=run_modes, gpu=run_gpu)
+    report = reports[args.report](args)
+    report["settings"] = {k: v for k, v in vars(args).items() if k not in ("out",)}
+    text = json.dumps(report, indent=1, default=str)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

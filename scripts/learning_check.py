@@ -138,12 +138,7 @@ def follow_scores(video: np.ndarray, driving_kps: np.ndarray, opening: np.ndarra
     }
 
 
-@torch.no_grad()
-def generate(ckpts: Path, weights: dict[str, Path], clip: dict, steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out clip re-generated from its first frame, its sound and its keypoints: (frames, driving kps)."""
-    from PIL import Image
-
-    from pipelines.audio import load_audio
+def load_trained_pipeline(ckpts: Path, weights: dict[str, Path]):
     from pipelines.loading import ModelPaths, load_pipeline
 
     paths = ModelPaths.under(ckpts)
@@ -151,14 +146,85 @@ def generate(ckpts: Path, weights: dict[str, Path], clip: dict, steps: int, seed
         setattr(paths, f"{name}_path", str(path))
     pipeline = load_pipeline(paths)
     pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+@torch.no_grad()
+def generate(pipeline, clip: dict, steps: int, seed: int = 0, scheduler: str = "ddim", timings: dict | None = None, **mode) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out clip re-generated from its first frame, its sound and its keypoints: (frames, driving kps).
+    `scheduler` and `mode` (guidance_interval, cache_interval) select a fast mode."""
+    from PIL import Image
+
+    from pipelines.audio import load_audio
+    from pipelines.kps import KpsImages
+    from pipelines.loading import make_scheduler
+
     frames, _ = read_video(clip["video"])
     kps = np.stack([face["kps"][:3] for face in load_face_info(clip["face_info"])])
     length = min(len(frames), 24)
+    pipeline.scheduler = make_scheduler(scheduler)
     video = pipeline(
-        Image.fromarray(frames[0]), [Image.fromarray(draw_kps_image(SIZE, SIZE, k)) for k in kps[:length]], load_audio(clip["video"]),
-        SIZE, SIZE, length, steps, guidance_scale=3.5, context_frames=24, generator=torch.Generator().manual_seed(seed),
+        reference_image=Image.fromarray(frames[0]), kps_images=KpsImages(kps[:length], SIZE, SIZE), audio_waveform=load_audio(clip["video"]),
+        width=SIZE, height=SIZE, video_length=length, num_inference_steps=steps, guidance_scale=3.5, context_frames=24,
+        generator=torch.Generator().manual_seed(seed), timings=timings, **mode,
     )
     return (video[0].permute(1, 2, 3, 0).numpy() * 255).astype(np.uint8), kps[:length]
+
+
+# The fast modes compared with the published sampler (DDIM, 25 steps, guidance on every step).
+MODES = {
+    "default: ddim 25 steps": dict(scheduler="ddim", steps=25),
+    "ddim 12 steps": dict(scheduler="ddim", steps=12),
+    "dpmpp_2m 12 steps": dict(scheduler="dpmpp_2m", steps=12),
+    "unipc 12 steps": dict(scheduler="unipc", steps=12),
+    "dpmpp_2m 8 steps": dict(scheduler="dpmpp_2m", steps=8),
+    "unipc 8 steps": dict(scheduler="unipc", steps=8),
+    "guidance_interval 0.2 1": dict(scheduler="ddim", steps=25, guidance_interval=(0.2, 1.0)),
+    "guidance_interval 0 0.6": dict(scheduler="ddim", steps=25, guidance_interval=(0.0, 0.6)),
+    "cache_interval 2": dict(scheduler="ddim", steps=25, cache_interval=2),
+    "cache_interval 3": dict(scheduler="ddim", steps=25, cache_interval=3),
+}
+
+
+def modes_and_presets() -> dict[str, dict]:
+    """MODES and the presets other than the default, as {name: (scheduler, steps, guidance_interval, cache_interval)}:
+    what compare_modes (and benchmark_inference.py --report modes) measure."""
+    from pipelines.generation import PRESETS
+
+    modes = dict(MODES)
+    for name, preset in PRESETS.items():
+        if name != "published":
+            modes[f"preset {name}"] = dict(scheduler=preset["scheduler"], steps=preset["num_inference_steps"],
+                                           guidance_interval=preset["guidance_interval"], cache_interval=preset["cache_interval"])
+    return modes
+
+
+def compare_modes(pipeline, clip: dict, opening: np.ndarray) -> list[dict]:
+    """Each mode and preset on the held-out clip: the learning check's scores, PSNR against the default's video,
+    and the speed ratio against the default (UNet seconds, total seconds)."""
+    rows, default_video = [], None
+    for name, mode in modes_and_presets().items():
+        mode, timings = dict(mode), {}
+        started = time.perf_counter()
+        video, kps = generate(pipeline, clip, mode.pop("steps"), timings=timings, **mode)
+        seconds = time.perf_counter() - started
+        default_video = video if default_video is None else default_video
+        error = np.mean((video.astype(np.float64) - default_video) ** 2)
+        rows.append(dict(mode=name, **follow_scores(video, kps, opening), psnr_db=float("inf") if error == 0 else 10 * np.log10(255**2 / error),
+                         unet_seconds=timings["denoising"], total_seconds=seconds))
+    for row in rows:
+        row["unet_speedup"], row["total_speedup"] = rows[0]["unet_seconds"] / row["unet_seconds"], rows[0]["total_seconds"] / row["total_seconds"]
+    return rows
+
+
+def format_modes(rows: list[dict]) -> str:
+    """The comparison as a Markdown table (README's speed section)."""
+    lines = ["| mode | UNet speed-up | total speed-up | face-centre error px | eye error px | lip-sync r | PSNR vs default dB |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['mode']} | {r['unet_speedup']:.2f}× | {r['total_speedup']:.2f}× | {r['face_centre_error_px']:.2f} | "
+                     f"{r['eye_error_px']:.2f} | {r['lip_sync_correlation']:.3f} | {r['psnr_db']:.1f} |")
+    return "\n".join(lines)
 
 
 def save_figure(reference: np.ndarray, driving_kps: np.ndarray, video: np.ndarray, path: Path, frames=(0, 6, 12, 18)) -> None:
@@ -181,6 +247,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=4000, help="training steps")
     parser.add_argument("--inference_steps", type=int, default=20)
     parser.add_argument("--vae_steps", type=int, default=400, help="steps fitting the small VAE first")
+    parser.add_argument("--compare_modes", action="store_true", help="then measure the fast modes and presets against the default sampler")
     args = parser.parse_args(argv)
     from train import load_config, train
 
@@ -209,12 +276,13 @@ def main(argv=None) -> int:
     config_path = work / "learning_check.yaml"
     OmegaConf.save(config, config_path)
 
-    before = follow_scores(*generate(ckpts, {}, held_out, args.inference_steps), opening)
+    before = follow_scores(*generate(load_trained_pipeline(ckpts, {}), held_out, args.inference_steps), opening)
     started = time.perf_counter()
     if not already_trained:
         train(load_config(config_path), "learning_check")
     seconds = time.perf_counter() - started
-    video, kps = generate(ckpts, trained, held_out, args.inference_steps)
+    pipeline = load_trained_pipeline(ckpts, trained)
+    video, kps = generate(pipeline, held_out, args.inference_steps)
     after = follow_scores(video, kps, opening)
     from PIL import Image
 
@@ -226,6 +294,10 @@ def main(argv=None) -> int:
     for key in before:
         print(f"{key:24}{before[key]:>10.3f}{after[key]:>10.3f}")
     print(f"frames: {work / 'after_training_frames.png'}, {work / 'inputs_and_outputs.png'}")
+    if args.compare_modes:
+        table = format_modes(compare_modes(pipeline, held_out, opening))
+        (work / "fast_modes.md").write_text(table + "\n")
+        print(f"\nfast modes on the held-out clip (also in {work / 'fast_modes.md'}):\n{table}")
     return 0
 
 

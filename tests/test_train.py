@@ -158,11 +158,12 @@ def tensor_dtypes(state) -> set[torch.dtype]:
     return set().union(*map(tensor_dtypes, state.values())) if isinstance(state, dict) else set()
 
 
-@pytest.mark.parametrize("use_8bit_adam", [False, True], ids=["adamw", "adamw_8bit"])
-def test_resume_after_a_kill_reaches_the_same_weights(workspace, use_8bit_adam):
+def test_resume_after_a_kill_reaches_the_same_weights(workspace):
+    # With bitsandbytes' 8-bit AdamW, whose quantized moments are the harder state to restore (plain AdamW's are
+    # float tensors saved the same way).
     root = workspace[0]
-    straight_dir, resumed_dir = f"straight_{use_8bit_adam}", f"resumed_{use_8bit_adam}"
-    settings = {"solver.use_8bit_adam": use_8bit_adam}
+    straight_dir, resumed_dir = "straight", "resumed"
+    settings = {"solver.use_8bit_adam": True}
     uninterrupted = run_cli("train.py", "--config", write_config(workspace, straight_dir, **settings, **{"solver.max_train_steps": 4}))
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
     assert "bitsandbytes is not installed" not in uninterrupted.stderr
@@ -171,7 +172,7 @@ def test_resume_after_a_kill_reaches_the_same_weights(workspace, use_8bit_adam):
     assert first.returncode == 0, first.stderr[-3000:]
     optimizer_state = torch.load(root / resumed_dir / "checkpoint-2" / "optimizer.bin", weights_only=True)["state"]
     # bitsandbytes keeps 8-bit moments (uint8) for tensors of 4096 elements and more.
-    assert (torch.uint8 in tensor_dtypes(optimizer_state)) == use_8bit_adam
+    assert torch.uint8 in tensor_dtypes(optimizer_state)
     shutil.copytree(root / resumed_dir / "checkpoint-2", root / resumed_dir / ".checkpoint-4.partial")
     second = run_cli("train.py", "--config", write_config(workspace, resumed_dir, **settings, **{"solver.max_train_steps": 4}))
     assert second.returncode == 0 and "resumed from" in second.stdout and "at step 2" in second.stdout, second.stdout + second.stderr[-2000:]

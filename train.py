@@ -164,7 +164,7 @@ def train(config, config_name: str) -> Path:
     output_dir = Path(config.output_dir)
     log_with = None if config.report_to in (None, "none") else config.report_to
     accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),  # on CPUs too, each torchrun process sees the others
+        cpu=not torch.accelerator.is_available(),  # on CPUs too, each torchrun process sees the others
         gradient_accumulation_steps=solver.gradient_accumulation_steps, mixed_precision=solver.mixed_precision,
         log_with=log_with, project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )

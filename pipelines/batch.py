@@ -7,6 +7,7 @@ columns (so a column wins), then the process's device."""
 import argparse
 import csv
 import json
+import re
 import sys
 import tempfile
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from modules.checkpoints import atomic_path
-from modules.errors import VExpressError
+from modules.errors import VExpressError, one_line
 
 from .generation import VideoGenerator, check_request
 from .requests import ONE_VIDEO_ON_MANY_PROCESSES, FlagError, inference_flags, parse_request
@@ -66,22 +67,29 @@ def read_manifest(path) -> list[tuple[int, dict]]:
     path = Path(path)
     if not path.is_file():
         raise BatchError(f"{path}: manifest not found")
-    rows = []
-    if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as file:  # -sig: spreadsheets often start with a BOM
-            reader = csv.DictReader(file)
-            for row in reader:
-                if None in row:  # DictReader's key for the cells past the header's
-                    raise BatchError(f"{path}: line {reader.line_num} has more cells than the header")
-                rows.append((reader.line_num, row))
-    elif path.suffix.lower() == ".jsonl":
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                rows.append((number, _json_object(path, number, line)))
-    else:
+    if path.suffix.lower() not in (".csv", ".jsonl"):
         raise BatchError(f"{path}: give a .csv or a .jsonl manifest")
-    return [(number, {str(key).strip(): value.strip() if isinstance(value, str) else value
+    rows = []
+    try:
+        # utf-8-sig: spreadsheets and some editors start the file with a byte-order mark.
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            if path.suffix.lower() == ".csv":
+                reader = csv.DictReader(file)
+                for row in reader:
+                    if None in row:  # DictReader's key for the cells past the header's
+                        raise BatchError(f"{path}: line {reader.line_num} has more cells than the header")
+                    rows.append((reader.line_num, row))
+            else:
+                rows = [(number, _json_object(path, number, line)) for number, line in enumerate(file.read().splitlines(), 1) if line.strip()]
+    except UnicodeDecodeError:
+        raise BatchError(f"{path}: not UTF-8 text; save the manifest as UTF-8") from None
+    except csv.Error as error:
+        raise BatchError(f"{path}: not a readable CSV ({error})") from None
+    except OSError as error:
+        raise BatchError(f"{path}: cannot read the manifest ({error.strerror or error})") from None
+    rows = [(number, {str(key).strip(): value.strip() if isinstance(value, str) else value
                       for key, value in row.items() if value not in ("", None)}) for number, row in rows]
+    return [(number, row) for number, row in rows if row]  # a spreadsheet's trailing empty rows are no jobs
 
 
 def _json_object(path: Path, number: int, line: str) -> dict:
@@ -103,6 +111,8 @@ def row_argv(row: dict, flags: dict) -> list[str]:
             continue
         nargs = flags[column].nargs
         text = value if isinstance(value, str) else json.dumps(value)  # JSON true -> "true", 3.5 -> "3.5"
+        if flags[column].type is int and re.fullmatch(r"-?\d+\.0*", text):
+            text = text.split(".")[0]  # 12.0, as spreadsheets and pandas write integers
         if nargs == 0:
             if text.lower() not in TRUE + FALSE:
                 raise FlagError(f"column {column}: {value!r} is not a switch value; give true or false")
@@ -140,6 +150,9 @@ def load_jobs(manifest, common_argv: list[str], device_argv: list[str]) -> list[
         try:
             job.argv = row_argv(row, flags)
             job.request = parse_request(common_argv + job.argv + device_argv)
+            for column, value in row.items():  # a switch column set false turns off the command line's switch
+                if column != JOB_COLUMN and flags[column].nargs == 0:
+                    setattr(job.request, flags[column].dest, f"--{column}" in job.argv)
         except FlagError as error:
             job.problem = f"line {job.line}: {error}"
         job.name = job.name or (str(job.output) if job.output else f"line {job.line}")
@@ -201,8 +214,7 @@ class JobRunner:
             return self._finish(Outcome(job.name, "failed", time.perf_counter() - started, message=str(error)))
         except Exception as error:  # a bug or the device (out of memory): recorded, and the batch goes on
             self.say(traceback.format_exc())
-            message = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
-            return self._finish(Outcome(job.name, "failed", time.perf_counter() - started, message=message))
+            return self._finish(Outcome(job.name, "failed", time.perf_counter() - started, message=one_line(error)))
         return self._finish(Outcome(job.name, "done", time.perf_counter() - started, report.frames_written))
 
     def _note(self, message: str) -> None:
@@ -293,7 +305,7 @@ class Processes:
         from accelerate import PartialState
 
         # cpu=True is what makes accelerate see CPU processes as several (not as one process each).
-        self.state = PartialState(cpu=not torch.cuda.is_available())
+        self.state = PartialState(cpu=not torch.accelerator.is_available())
         self.index, self.count, self.is_main = self.state.process_index, self.state.num_processes, self.state.is_main_process
         self.group = torch.distributed.new_group(backend="gloo", timeout=self.WAIT) if self.count > 1 else None
 

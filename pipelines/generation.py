@@ -220,7 +220,7 @@ def pick_device(args):
     if args.do_multi_devices_inference:
         from accelerate import PartialState
 
-        state = PartialState(cpu=not torch.cuda.is_available())  # on CPUs too, each torchrun process sees the others
+        state = PartialState(cpu=not torch.accelerator.is_available())  # on CPUs too, each torchrun process sees the others
         return state.device, state
     name = args.device
     if name == "auto":

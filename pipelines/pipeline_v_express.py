@@ -212,8 +212,9 @@ class VExpressPipeline(DiffusionPipeline):
 
     def _scheduler_step(self, prediction, t, latents, extra_step_kwargs) -> torch.Tensor:
         """The scheduler's step. Noise-free DDIM is elementwise, so it steps a few frames at a time, in place: a long
-        video then needs no video-sized temporaries. The multistep solvers keep a history and step the whole tensor."""
-        if not isinstance(self.scheduler, DDIMScheduler) or extra_step_kwargs.get("eta"):
+        video then needs no video-sized temporaries. The multistep solvers keep a history, and thresholding takes a
+        quantile over the whole sample: those step the whole tensor."""
+        if not isinstance(self.scheduler, DDIMScheduler) or extra_step_kwargs.get("eta") or self.scheduler.config.thresholding:
             return self.scheduler.step(prediction, t, latents, **extra_step_kwargs).prev_sample
         for start in range(0, latents.shape[2], STEP_FRAMES):
             frames = slice(start, start + STEP_FRAMES)
@@ -340,7 +341,7 @@ class VExpressPipeline(DiffusionPipeline):
         if do_multi_devices_inference:
             from accelerate import PartialState
 
-            distributed_state = PartialState(cpu=not torch.cuda.is_available())
+            distributed_state = PartialState(cpu=not torch.accelerator.is_available())
 
         # 2. Encode the reference portrait and the speech.
         reference_kv = self.encode_reference(reference_image, width, height)
@@ -388,7 +389,7 @@ class VExpressPipeline(DiffusionPipeline):
                 prediction = self._averaged_prediction(latents, t, batches, conditions, guided, caches, reuse, progress, distributed_state)
                 latents = self._scheduler_step(prediction, t.to(latent_device), latents, extra_step_kwargs)
                 if callback is not None and i % callback_steps == 0:
-                    callback(i, t, latents)
+                    callback(i, t, latents.clone())  # the latents are stepped in place: a callback may keep these
                 if callback_on_step_end is not None:  # a resumed run starts without DeepCache features: only before a full step
                     callback_on_step_end(self, i + 1, t, {"latents": latents, "resumable": (i + 1) % cache_interval == 0})
         timings["unet_calls"] = timings.get("unet_calls", 0) + self._unet_calls

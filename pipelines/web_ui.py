@@ -6,14 +6,16 @@ import argparse
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
 
-from modules.errors import VExpressError
+from modules.errors import VExpressError, one_line
 
 from .generation import InputError, VideoGenerator, apply_preset
 from .requests import PLACEHOLDERS, parse_request
+from .resume import state_path
 
 PROGRESS_INTERVAL = 0.25  # seconds between two looks at the progress bars during a generation
 # A driving file with one of these suffixes is a video to take the keypoints from; any other, a keypoint file.
@@ -85,11 +87,13 @@ class WebGenerator:
         """(the written video, or None; the messages for the page: inference.py's summary, or its one-line error)."""
         with self.lock:
             self.notes = []
+            output = self._new_output(portrait)
             try:
-                request = self.request(portrait, audio, driving, settings, self._new_output(portrait))
+                request = self.request(portrait, audio, driving, settings, output)
                 report = self.generator.generate(request)
-            except VExpressError as error:
-                return None, "\n".join([*self.notes, f"error: {error}"])
+            except Exception as error:  # the page shows one line; the server's log keeps a bug's traceback
+                state_path(output).unlink(missing_ok=True)  # each page request has its own output: nothing resumes it
+                return None, "\n".join([*self.notes, shown(error)])
             return str(report.output_path), "\n".join([*self.notes, *report.summary()])
 
     def generate_with_progress(self, portrait, audio, driving, settings: dict, show) -> tuple[str | None, str]:
@@ -134,8 +138,8 @@ class WebGenerator:
             size = (request.image_width, request.image_height)
             portrait_pixels = np.asarray(Image.open(request.reference_image_path).convert("RGB").resize(size))
             kps, _, _ = plan_preview(request, notes.append)  # the preview reads inference.py's flags of the same names
-        except VExpressError as error:
-            return None, "\n".join([*notes, f"error: {error}"])
+        except Exception as error:
+            return None, "\n".join([*notes, shown(error)])
         drawing = draw_kps_image(request.image_height, request.image_width, kps[0])
         picture = np.concatenate([portrait_pixels, drawing, overlay(portrait_pixels, drawing)], axis=1)
         return picture, "\n".join(notes) or f"keypoints of the first of {len(kps)} frames"
@@ -152,6 +156,13 @@ class WebGenerator:
     def _note(self, message: str) -> None:
         print(message, file=sys.stderr)
         self.notes.append(message)
+
+
+def shown(error: Exception) -> str:
+    """The page's line for a failure; a bug's traceback goes to the server's log."""
+    if not isinstance(error, VExpressError):
+        traceback.print_exception(error, file=sys.stderr)
+    return f"error: {one_line(error)}"
 
 
 def _is_video(path) -> bool:

@@ -359,7 +359,8 @@ def run_modes(args) -> dict:
     reference, kps, waveform = sample_inputs(args.width, args.height, args.frames)
     rows = []
     for name, mode in modes_and_presets().items():  # the learning check's modes, measured there for deviation
-        mode = dict(mode, num_inference_steps=mode.pop("steps"))
+        mode = dict(mode)
+        mode["num_inference_steps"] = mode.pop("steps")
         pipeline.scheduler = make_scheduler(mode.pop("scheduler"))
         timings, started = {}, time.perf_counter()
         pipeline(reference_image=reference, kps_images=KpsImages(kps, args.height, args.width), audio_waveform=waveform,

@@ -1,6 +1,7 @@
 """Shared by the CLI tests: tiny checkpoints with a marker face detector, short inputs, MP4 inspection."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,13 @@ from scripts.make_tiny_checkpoints import write_tiny_checkpoints
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64
 MARKER = (24, 32)  # top-left corner of the marker cell in the 64x64 reference image
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now (for a server, or the processes `accelerate launch` starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def make_model_ckpts(folder: Path) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import scripts.batch_generate as batch_generate
-from cli_helpers import ROOT, SIZE, inspect_mp4, make_inputs, make_model_ckpts, run_cli, weight_flags
+from cli_helpers import ROOT, SIZE, free_port, inspect_mp4, make_inputs, make_model_ckpts, run_cli, weight_flags
 from pipelines.batch import BatchError, load_jobs
 from pipelines.context import num_frames_for_audio, video_length
 
@@ -76,7 +76,7 @@ def first_run(setup):
     --num_processes says; --multi_gpu starts them through torchrun, on CPUs here."""
     accelerate = Path(sys.executable).with_name("accelerate")
     launch = [
-        str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--num_cpu_threads_per_process", "1",
+        str(accelerate), "launch", "--multi_gpu", "--main_process_port", str(free_port()), "--num_processes", "2", "--num_machines", "1", "--num_cpu_threads_per_process", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "scripts/batch_generate.py", "--manifest", str(setup["csv"]), *common_flags(setup),
     ]
     result = subprocess.run(launch, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=600)
@@ -136,6 +136,13 @@ def test_csv_and_jsonl_rows_become_the_same_inference_flags(setup, tmp_path):
     assert not from_csv.request.save_gpu_memory and not from_json.request.save_gpu_memory
     assert from_csv.name == "out.mp4"  # no job column: the output names the job
 
+    # A column wins over the command line, switches too; integers as spreadsheets write them; a trailing empty
+    # row is no job; a byte-order mark is no part of the first column.
+    sheet = write_csv(tmp_path / "sheet.csv", [dict(base, save_gpu_memory="false", num_inference_steps="12.0"), {}])
+    sheet.write_bytes(b"\xef\xbb\xbf" + sheet.read_bytes())
+    (job,) = load_jobs(sheet, ["--save_gpu_memory", "--num_inference_steps", "3"], [])
+    assert job.request.save_gpu_memory is False and job.request.num_inference_steps == 12
+
     # A row inference.py's parser refuses fails alone, with the parser's words.
     refused = load_jobs(write_jsonl(tmp_path / "refused.jsonl", [dict(base, num_inference_steps="many")]), ["--seed", "7"], [])[0]
     assert refused.request is None and refused.problem == "line 1: argument --num_inference_steps: invalid int value: 'many'"
@@ -148,6 +155,7 @@ def test_csv_and_jsonl_rows_become_the_same_inference_flags(setup, tmp_path):
     ("twice.jsonl", "lines 1 and 2 both write out.mp4; give each job its own output_path"),
     ("broken.jsonl", "line 2 is not JSON"),
     ("split.jsonl", "do_multi_devices_inference splits one video across processes"),
+    ("latin1.csv", "latin1.csv: not UTF-8 text; save the manifest as UTF-8"),
 ])
 def test_a_manifest_that_cannot_work_stops_before_any_job(tmp_path, manifest, message):
     row = {"reference_image": "face.png", "audio": "speech.wav", "output": "out.mp4"}
@@ -156,6 +164,7 @@ def test_a_manifest_that_cannot_work_stops_before_any_job(tmp_path, manifest, me
     write_jsonl(tmp_path / "twice.jsonl", [row, dict(row, job="again")])
     (tmp_path / "broken.jsonl").write_text(json.dumps(row) + "\n{reference_image: face.png}\n")
     write_jsonl(tmp_path / "split.jsonl", [dict(row, do_multi_devices_inference=True)])
+    (tmp_path / "latin1.csv").write_bytes("reference_image,audio,output\nJosé.png,speech.wav,out.mp4\n".encode("cp1252"))
     with pytest.raises(BatchError, match=message.replace("(", r"\(").replace("?", r"\?")):
         load_jobs(tmp_path / manifest, [], [])
 

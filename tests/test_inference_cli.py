@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cli_helpers import MARKER, ROOT, SIZE, inspect_mp4, make_inputs, make_model_ckpts, run_cli, weight_flags
+from cli_helpers import MARKER, ROOT, SIZE, free_port, inspect_mp4, make_inputs, make_model_ckpts, run_cli, weight_flags
 from marker_detector import draw_marker
 from pipelines.context import num_frames_for_audio, video_length
 from pipelines.resume import load_state, state_path
@@ -149,7 +149,7 @@ def test_multi_process_inference_gives_the_same_video(setup):
     accelerate = Path(sys.executable).with_name("accelerate")
     launch = [
         # --multi_gpu goes through torchrun, so two processes start even on a CPU (--cpu would start one).
-        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--num_cpu_threads_per_process", "1",
+        accelerate, "launch", "--multi_gpu", "--main_process_port", str(free_port()), "--num_processes", "2", "--num_machines", "1", "--num_cpu_threads_per_process", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "inference.py", "--do_multi_devices_inference",
         *command(setup, output, "--kps_path", setup["kps"], "--num_inference_steps", 1),
     ]

@@ -223,3 +223,26 @@ def test_schedulers_handle_the_zero_terminal_snr_schedule(name):
         sample = scheduler.step(signal * noise - noise_level * clean, t, sample).prev_sample
         assert torch.isfinite(sample).all()
     assert (sample - clean).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize("thresholding", [False, True])
+def test_ddim_stepped_in_chunks_in_place_equals_one_step(thresholding):
+    """150 frames cross two chunk boundaries of the in-place DDIM step: the result is bit for bit the scheduler's
+    step on the whole tensor (with thresholding, a quantile over the whole sample, the whole tensor is stepped)."""
+    from types import SimpleNamespace
+
+    from pipelines.loading import make_scheduler
+    from pipelines.pipeline_v_express import STEP_FRAMES, VExpressPipeline
+
+    scheduler = make_scheduler("ddim")
+    if thresholding:
+        scheduler.register_to_config(thresholding=True)
+    scheduler.set_timesteps(25)
+    frames = 2 * STEP_FRAMES + 22
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, 4, frames, 8, 8, generator=generator)
+    prediction = torch.randn(latents.shape, generator=generator)
+    for t in scheduler.timesteps[[0, 12, -1]]:
+        expected = scheduler.step(prediction, t, latents).prev_sample
+        stepped = VExpressPipeline._scheduler_step(SimpleNamespace(scheduler=scheduler), prediction, t, latents.clone(), {})
+        assert torch.equal(stepped, expected)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cli_helpers import ROOT, inspect_mp4, run_cli
+from cli_helpers import ROOT, free_port, inspect_mp4, run_cli
 from modules.checkpoints import read_state_dict
 from pipelines.training.step import StepSettings, training_noise_scheduler, training_step
 from pipelines.training.dataset import TalkingHeadDataset
@@ -96,7 +96,7 @@ def test_three_stages_train_what_they_should(workspace):
     files = {f"{name}_path": str(root / "stage_2" / f"{name}-2.pth") for name in ("reference_net", "denoising_unet", "motion_module", "v_kps_guider", "audio_projection")}
     config_3 = write_config(workspace, "stage_3", stage=3, denoising_unet_state_dict_type="new_attn", zero_audio_and_motion_outputs=False, **files)
     # --multi_gpu goes through torchrun, so two processes start even on a CPU (--cpu would start one).
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--main_process_port", str(free_port()), "--num_processes", "2", "--num_machines", "1",
               "--mixed_precision", "no", "--dynamo_backend", "no", "--num_cpu_threads_per_process", "1", str(ROOT / "train.py"), "--config", str(config_3)]
     result = subprocess.run(launch, capture_output=True, text=True, cwd=ROOT, timeout=600,
                             env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})

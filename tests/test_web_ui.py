@@ -6,7 +6,6 @@ One server and one browser serve every test of the module."""
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 from PIL import Image
 
 import scripts.web_ui as web_ui_script
-from cli_helpers import ROOT, SIZE, inspect_mp4, make_inputs, make_model_ckpts, weight_flags
+from cli_helpers import ROOT, SIZE, free_port, inspect_mp4, make_inputs, make_model_ckpts, weight_flags
 from pipelines.context import num_frames_for_audio, video_length
 
 SECONDS = 1.5
@@ -27,12 +26,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]  # this machine has no network beyond loopback
 STEPS = 3  # set on the page; two context windows of 44 frames make it 6 UNet calls
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,9 @@ import torch.nn.functional as F
 from modules.errors import VExpressError
 
 
+SAMPLING_RATE = 16000  # wav2vec2's, and inference.py's default --standard_audio_sampling_rate
+
+
 class AudioError(VExpressError):
     """Audio that cannot be used, with a message for the user."""
 
@@ -66,7 +69,7 @@ def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int, zero_crossin
     return out[:, : math.ceil(step_out * shape[-1] / step_in)].reshape(*shape[:-1], -1)
 
 
-def load_audio(path: str | Path, sampling_rate: int = 16000) -> torch.Tensor:
+def load_audio(path: str | Path, sampling_rate: int = SAMPLING_RATE) -> torch.Tensor:
     """An audio file -> mono float32 waveform (samples,) at `sampling_rate`: resampled per channel, then averaged."""
     samples, rate = decode_audio(path)
     if samples.size == 0:
@@ -75,7 +78,7 @@ def load_audio(path: str | Path, sampling_rate: int = 16000) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_speech(audio_encoder, input_values: torch.Tensor, chunk_seconds: float = 30.0, sampling_rate: int = 16000) -> torch.Tensor:
+def encode_speech(audio_encoder, input_values: torch.Tensor, chunk_seconds: float = 30.0, sampling_rate: int = SAMPLING_RATE) -> torch.Tensor:
     """Normalised waveform (1, samples) -> wav2vec2 `last_hidden_state` (1, T, dim), the states
     `audio_encoder(input_values)` gives. Audio longer than `chunk_seconds` goes through the convolutional feature
     encoder in chunks, whose activations would otherwise be the largest thing in a long run (512 channels at a

@@ -17,7 +17,7 @@ import torch
 from modules.checkpoints import DTYPES
 from modules.errors import VExpressError
 
-from .audio import load_audio
+from .audio import SAMPLING_RATE, load_audio
 from .context import num_frames_for_audio, video_length
 from .kps import RETARGET_STRATEGIES, KpsImages, load_kps_sequence
 from .loading import SCHEDULERS, ModelPaths, load_pipeline, make_scheduler
@@ -209,7 +209,7 @@ def plan_video_keypoints(args, driving_kps, waveform, num_frames: int, fps: floa
             driving_kps = extract_kps_sequence(reference_video, detector, args.image_width, args.image_height, report=say).kps
     kps = plan_keypoints(
         reference_kps, driving_kps, num_frames, strategy=strategy, kps_fit=args.kps_fit, head_motion=args.head_motion,
-        head_motion_strength=args.head_motion_strength, waveform=waveform, sampling_rate=getattr(args, "standard_audio_sampling_rate", 16000),
+        head_motion_strength=args.head_motion_strength, waveform=waveform, sampling_rate=getattr(args, "standard_audio_sampling_rate", SAMPLING_RATE),
         fps=fps, seed=args.seed,
     )
     return kps, strategy

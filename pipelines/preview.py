@@ -7,7 +7,7 @@ import numpy as np
 
 from modules.errors import VExpressError
 
-from .audio import load_audio
+from .audio import SAMPLING_RATE, load_audio
 from .context import num_frames_for_audio, video_length
 from .face import FaceDetector
 from .generation import plan_video_keypoints
@@ -15,7 +15,6 @@ from .kps import draw_kps_image, load_kps_sequence
 from .motion import MAX_HEAD_MOTION_STRENGTH
 
 IMAGE_SUFFIXES, VIDEO_SUFFIXES = (".png", ".jpg", ".jpeg"), (".mp4",)
-SAMPLING_RATE = 16000  # inference.py's --standard_audio_sampling_rate
 
 
 class PreviewError(VExpressError):
@@ -25,6 +24,19 @@ class PreviewError(VExpressError):
 def overlay(portrait: np.ndarray, drawing: np.ndarray) -> np.ndarray:
     """The V-Kps drawing (H, W, 3) over the portrait (H, W, 3), dimmed so that the drawing stands out."""
     return np.where(drawing.any(axis=-1, keepdims=True), drawing, portrait // 2 + 64)
+
+
+def load_portrait(path, width: int, height: int) -> np.ndarray:
+    """The portrait (height, width, 3) uint8, resized as generation resizes it."""
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB").resize((width, height)))
+
+
+def preview_picture(portrait: np.ndarray, kps: np.ndarray) -> np.ndarray:
+    """One frame's preview (H, 3W, 3) uint8: the portrait, the V-Kps image of `kps` (3, 2), and the two overlaid."""
+    drawing = draw_kps_image(portrait.shape[0], portrait.shape[1], kps)
+    return np.concatenate([portrait, drawing, overlay(portrait, drawing)], axis=1)
 
 
 class PreviewFrames:
@@ -70,8 +82,8 @@ def plan_preview(args, say):
     if args.audio_path:
         waveform = load_audio(args.audio_path, SAMPLING_RATE)
         duration = len(waveform) / SAMPLING_RATE
-        windows = getattr(args, "context_frames", 24), getattr(args, "context_overlap", 4)  # inference.py's, or its defaults
-        num_frames = video_length(num_frames_for_audio(duration, args.fps), *windows)
+        windows = {name: getattr(args, name) for name in ("context_frames", "context_overlap") if hasattr(args, name)}  # inference.py's
+        num_frames = video_length(num_frames_for_audio(duration, args.fps), **windows)
         fps = num_frames / duration  # as inference.py writes it: the frames span the speech
     else:
         num_frames = len(driving_kps)

@@ -123,11 +123,8 @@ class WebGenerator:
     def preview(self, portrait, audio, driving, settings: dict) -> tuple[np.ndarray | None, str]:
         """(the portrait, the V-Kps image of the first frame and the two overlaid, side by side; the messages), as
         `python scripts/preview_kps.py --output_path preview.png` draws them for the same settings."""
-        from PIL import Image
-
         from .generation import check_image
-        from .kps import draw_kps_image
-        from .preview import overlay, plan_preview
+        from .preview import load_portrait, plan_preview, preview_picture
 
         notes = []
         try:
@@ -135,13 +132,11 @@ class WebGenerator:
             if _is_video(driving):
                 notes.append("note: a driving video's keypoints are found when generating; the preview shows the portrait's own")
             check_image(Path(request.reference_image_path))
-            size = (request.image_width, request.image_height)
-            portrait_pixels = np.asarray(Image.open(request.reference_image_path).convert("RGB").resize(size))
+            portrait_pixels = load_portrait(request.reference_image_path, request.image_width, request.image_height)
             kps, _, _ = plan_preview(request, notes.append)  # the preview reads inference.py's flags of the same names
         except Exception as error:
             return None, "\n".join([*notes, shown(error)])
-        drawing = draw_kps_image(request.image_height, request.image_width, kps[0])
-        picture = np.concatenate([portrait_pixels, drawing, overlay(portrait_pixels, drawing)], axis=1)
+        picture = preview_picture(portrait_pixels, kps[0])
         return picture, "\n".join(notes) or f"keypoints of the first of {len(kps)} frames"
 
     def _new_output(self, portrait) -> str:

@@ -17,15 +17,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modules.errors import VExpressError  # noqa: E402
-from pipelines.kps import RETARGET_STRATEGIES, draw_kps_image  # noqa: E402
+from pipelines.kps import RETARGET_STRATEGIES  # noqa: E402
 from pipelines.motion import HEAD_MOTIONS, KPS_FITS, MAX_HEAD_MOTION_STRENGTH  # noqa: E402
-from pipelines.preview import PreviewError, PreviewFrames, check_preview_options, overlay, plan_preview  # noqa: E402
+from pipelines.preview import PreviewError, PreviewFrames, check_preview_options, load_portrait, plan_preview, preview_picture  # noqa: E402
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,7 +50,7 @@ def main(argv=None) -> int:
     say = lambda message: print(message, file=sys.stderr)  # noqa: E731
     try:
         kind = check_preview_options(args)
-        portrait = np.asarray(Image.open(args.reference_image_path).convert("RGB").resize((args.image_width, args.image_height)))
+        portrait = load_portrait(args.reference_image_path, args.image_width, args.image_height)
         kps, fps, strategy = plan_preview(args, say)
         if kind == "image" and not 0 <= args.frame < len(kps):
             raise PreviewError(f"--frame {args.frame}: the sequence has frames 0..{len(kps) - 1}")
@@ -61,8 +60,7 @@ def main(argv=None) -> int:
     output = Path(args.output_path)
     output.parent.mkdir(parents=True, exist_ok=True)
     if kind == "image":
-        drawing = draw_kps_image(args.image_height, args.image_width, kps[args.frame])
-        Image.fromarray(np.concatenate([portrait, drawing, overlay(portrait, drawing)], axis=1)).save(output)
+        Image.fromarray(preview_picture(portrait, kps[args.frame])).save(output)
         print(f"wrote {output}: frame {args.frame} of {len(kps)}")
         return 0
     from pipelines.video import write_video

@@ -21,6 +21,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from modules.reference_net import compute_reference_bank
 from modules.unet_3d import DeepFeatureCache, fold_frames, unfold_frames
+from modules.upsampling import use_phase_upsampling
 
 from .audio import audio_vectors_per_frame, encode_speech
 from .context import context_windows
@@ -59,6 +60,9 @@ class VExpressPipeline(DiffusionPipeline):
             vae=vae, reference_net=reference_net, denoising_unet=denoising_unet, v_kps_guider=v_kps_guider,
             audio_processor=audio_processor, audio_encoder=audio_encoder, audio_projection=audio_projection, scheduler=scheduler,
         )
+        # The VAE decoder's up-samplers without their up-sampled tensors: the same sums regrouped, decodes 1.11x faster
+        # on the CPU (modules/upsampling.py). The denoising UNet's measured no gain, so they stay diffusers' own.
+        use_phase_upsampling(vae)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.reference_image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True)
         self.kps_image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True, do_normalize=False)

@@ -8,6 +8,7 @@ not the weights, sets the cost; nothing is downloaded.
     python scripts/benchmark_inference.py --report filter                       # the flicker filter on 512x512 frames
     python scripts/benchmark_inference.py --report audio --seconds 60 600       # wav2vec2-base on 1 and 10 minutes of audio
     python scripts/benchmark_inference.py --report modes --size full --width 128 --height 128
+    python scripts/benchmark_inference.py --report upsampling --case full_cpu  # regrouped up-samplers against diffusers'
     python scripts/benchmark_inference.py --size full --device cuda --out gpu.json   # the GPU report (about 5 minutes on an H100)
 
 Reports:
@@ -18,6 +19,8 @@ Reports:
   alternating, the best of --repeats each, and whether the two videos are identical.
 - memory: inference.py with tiny networks once per --seconds (of this checkout, or --compare_with's): peak memory
   against audio length.
+- upsampling: diffusers' Upsample2D against modules/upsampling.py's PhaseUpsample2D, in the VAE decoder (seconds
+  per decoded frame) and in the denoising UNet (seconds per call on one window), and how far the outputs differ.
 - filter, audio, modes (the fast modes against the default: UNet and total seconds), gpu.
 """
 
@@ -375,6 +378,66 @@ def run_modes(args) -> dict:
     return dict(report="modes", size=args.size, frames=args.frames, width=args.width, height=args.height, rows=rows)
 
 
+def run_upsampling(args, pipeline=None) -> dict:
+    """diffusers' Upsample2D against PhaseUpsample2D (on --device, whichever it is) in the VAE decoder (one frame per
+    decode, as on the CPU) and in the denoising UNet (one window of --context_frames frames, both halves of guidance),
+    alternating, the best of --repeats; and the relative difference between the two outputs."""
+    import torch
+    from diffusers.models.upsampling import Upsample2D
+
+    from modules.checkpoints import DTYPES
+    from modules.upsampling import PhaseUpsample2D, use_phase_upsampling
+    from pipelines.kps import KpsImages
+
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    pipeline = pipeline or build_pipeline(args.size, device, dtype)  # its VAE decoder has PhaseUpsample2D already
+    use_phase_upsampling(pipeline.denoising_unet)
+    frames, height, width = args.context_frames, args.height // 8, args.width // 8
+    reference, kps, waveform = sample_inputs(args.width, args.height, frames)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        unet_inputs = (
+            torch.randn(2, 4, frames, height, width, generator=generator).to(device, dtype), torch.tensor(999, device=device),
+            pipeline.encode_audio(waveform, frames, 2),
+            pipeline.encode_kps(KpsImages(kps, args.height, args.width), range(frames), args.width, args.height),
+            pipeline.encode_reference(reference, args.width, args.height),
+        )
+        latents = torch.randn(frames, 4, height, width, generator=generator).to(device, dtype)
+        measured = {
+            "vae decoder": (pipeline.vae, lambda: torch.cat([pipeline.vae.decode(latent[None]).sample for latent in latents]), frames),
+            "denoising unet": (pipeline.denoising_unet, lambda: pipeline.denoising_unet(*unet_inputs, num_unconditional=1), 1),
+        }
+        rows = []
+        for network, (model, call, per) in measured.items():
+            phase = {name: module for name, module in model.named_modules() if isinstance(module, PhaseUpsample2D)}
+            plain = {}
+            for name, module in phase.items():
+                module.phase_devices = {device.type}  # measured here whatever the device
+                plain[name] = Upsample2D(module.channels, out_channels=module.out_channels)
+                plain[name].use_conv, plain[name].conv = True, module.conv
+            seconds, outputs = {}, {}
+            for _ in range(args.repeats):
+                for variant, modules in (("Upsample2D", plain), ("PhaseUpsample2D", phase)):
+                    for name, module in modules.items():
+                        parent, _, child = name.rpartition(".")
+                        setattr(model.get_submodule(parent), child, module)
+                    synchronize()
+                    started = time.perf_counter()
+                    outputs[variant] = call()
+                    synchronize()
+                    seconds[variant] = min(seconds.get(variant, float("inf")), (time.perf_counter() - started) / per)
+            expected, got = outputs["Upsample2D"].double(), outputs["PhaseUpsample2D"].double()
+            rows.append(dict(
+                network=network, up_samplers=len(phase), per="frame" if per > 1 else "call",
+                seconds={variant: round(value, 4) for variant, value in seconds.items()},
+                speedup=round(seconds["Upsample2D"] / seconds["PhaseUpsample2D"], 3),
+                relative_difference=float((got - expected).norm() / expected.norm()),
+            ))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return dict(report="upsampling", size=args.size, width=args.width, height=args.height, window_frames=frames, rows=rows)
+
+
 def run_gpu(args) -> dict:
     """Seconds per UNet call on one window of --context_frames frames (both halves of guidance) in fp16 and bf16,
     eager and compiled; accelerator seconds per second of video at 25 steps from those windows; peak memory; and a
@@ -438,6 +501,9 @@ def run_gpu(args) -> dict:
     report["fp16_vs_fp32_video_relative_error"] = float((fp16 - fp32).norm() / fp32.norm())
     report["nan_or_inf"] = not (finite and bool(torch.isfinite(fp16).all()) and bool(torch.isfinite(fp32).all()))
     windows_per_second = len(context_windows(30 * 60, args.context_frames, args.context_overlap)) / 60  # a minute at 30 fps
+    # Whether the regrouped up-samplers, on for the CPU only, pay on this device too (in fp16).
+    fp16_args = argparse.Namespace(**dict(vars(args), dtype="fp16"))
+    report["upsampling"] = run_upsampling(fp16_args, copy.deepcopy(master).to(device, torch.float16))["rows"]
     for key, seconds in report["unet_call_seconds"].items():
         dtype_name = key.split()[0]
         decode = report.get(f"{dtype_name}_decode_seconds_per_frame", report["fp16_decode_seconds_per_frame"])
@@ -447,7 +513,7 @@ def run_gpu(args) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--report", choices=["phases", "cli", "memory", "filter", "audio", "modes", "gpu"], default=None,
+    parser.add_argument("--report", choices=["phases", "cli", "memory", "filter", "audio", "modes", "upsampling", "gpu"], default=None,
                         help="default: gpu with --device cuda, else phases")
     parser.add_argument("--case", choices=list(CASES), help="a named case (sets size, resolution, frames, windows, steps, dtype)")
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
@@ -483,7 +549,8 @@ def main(argv=None) -> int:
     args.width, args.height = args.width or (512 if large else 64), args.height or (512 if large else 64)
     args.steps = args.steps or {"memory": 1, "gpu": 2}.get(args.report, 4)
     args.dtype = args.dtype or ("fp32" if args.device == "cpu" else "fp16")
-    reports = dict(phases=run_phases, cli=run_cli, memory=run_memory, filter=run_filter, audio=run_audio, modes=run_modes, gpu=run_gpu)
+    reports = dict(phases=run_phases, cli=run_cli, memory=run_memory, filter=run_filter, audio=run_audio, modes=run_modes,
+                   upsampling=run_upsampling, gpu=run_gpu)
     report = reports[args.report](args)
     report["settings"] = {k: v for k, v in vars(args).items() if k not in ("out",)}
     text = json.dumps(report, indent=1, default=str)

@@ -18,3 +18,19 @@ def test_gpu_report_runs_at_reduced_size_and_writes_every_figure(tmp_path, capsy
     assert set(report["accelerator_seconds_per_video_second_at_25_steps"]) == set(report["unet_call_seconds"])
     # fp16 against fp32 on the same random weights and noise: close, and finite everywhere.
     assert report["nan_or_inf"] is False and 0 < report["fp16_vs_fp32_video_relative_error"] < 0.02
+    # Whether the regrouped up-samplers (on for the CPU only) pay on the device, in fp16.
+    assert [row["network"] for row in report["upsampling"]] == ["vae decoder", "denoising unet"]
+    assert all(row["relative_difference"] < 0.01 for row in report["upsampling"])
+
+
+def test_upsampling_report_compares_both_up_samplers_in_both_networks(tmp_path, capsys):
+    out = tmp_path / "upsampling.json"
+    assert main(["--report", "upsampling", "--device", "cpu", "--size", "tiny", "--width", "32", "--height", "32",
+                 "--context_frames", "4", "--repeats", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == report
+    assert [row["network"] for row in report["rows"]] == ["vae decoder", "denoising unet"]
+    for row in report["rows"]:
+        assert row["up_samplers"] == 3 and set(row["seconds"]) == {"Upsample2D", "PhaseUpsample2D"}
+        assert all(seconds > 0 for seconds in row["seconds"].values())
+        assert 0 < row["relative_difference"] < 1e-5  # the same sums regrouped: float32 rounding only

@@ -145,3 +145,40 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     torch.testing.assert_close(ckpt_out, plain_out)
     for plain, ckpt in zip(plain_grads, ckpt_grads):
         torch.testing.assert_close(ckpt, plain)
+
+
+def test_phase_upsampling_equals_diffusers_upsample2d():
+    from diffusers import AutoencoderKL
+    from diffusers.models.upsampling import Upsample2D
+
+    from modules.upsampling import PhaseUpsample2D, use_phase_upsampling
+    from scripts.make_tiny_checkpoints import VAE_CONFIG
+
+    torch.manual_seed(0)
+    upsample = Upsample2D(6, use_conv=True, out_channels=5)
+    phase = PhaseUpsample2D.from_upsample(upsample)
+    assert phase.state_dict().keys() == upsample.state_dict().keys()
+    x = torch.randn(2, 6, 7, 9)  # odd sizes: every border of every phase is checked
+    with torch.no_grad():
+        expected = upsample(x)
+        assert phase(x).shape == (2, 5, 14, 18)
+        assert (phase(x) - expected).norm() / expected.norm() < 1e-6
+        assert torch.equal(phase(x, output_size=(15, 18)), upsample(x, output_size=(15, 18)))  # not 2x: diffusers' path
+        phase.phase_devices = set()  # a device it is not measured on: diffusers' path
+        assert torch.equal(phase(x), expected)
+        phase.phase_devices = {"cpu"}
+        upsample.conv.weight.mul_(2)  # an in-place change of the shared weight is seen
+        assert (phase(x) - upsample(x)).norm() / upsample(x).norm() < 1e-6
+    x.requires_grad_(True)
+    grads = [torch.autograd.grad(module(x).square().sum(), [x, upsample.conv.weight]) for module in (upsample, phase)]
+    for expected_grad, grad in zip(*grads):
+        assert (grad - expected_grad).norm() / expected_grad.norm() < 1e-6
+
+    vae = AutoencoderKL(**VAE_CONFIG).eval()
+    latents = torch.randn(2, 4, 6, 5)
+    with torch.no_grad():
+        expected = vae.decode(latents).sample
+        assert use_phase_upsampling(vae) == len(vae.config.block_out_channels) - 1
+        assert use_phase_upsampling(vae) == 0
+        # Float32 rounding, amplified by the group norms that follow: still far under the 1e-4 the goldens allow.
+        assert (vae.decode(latents).sample - expected).norm() / expected.norm() < 1e-5

@@ -34,8 +34,12 @@ PRESETS = {
     "balanced": dict(scheduler="ddim", num_inference_steps=12, guidance_interval=(0.2, 1.0), cache_interval=1),
     "fast": dict(scheduler="dpmpp_2m", num_inference_steps=8, guidance_interval=(0.2, 1.0), cache_interval=2),
 }
-# Flags that change no number of the latents: a run may resume under different values of them.
-NOT_IN_FINGERPRINT = ("output_path", "no_median_filter", "save_gpu_memory", "resume_interval", "gpu_id", "decode_batch_frames")
+# Flags that change no number of the latents beyond float rounding (which device computes them, e.g. a run started
+# under `accelerate launch`, which passes --device, and finished as one plain process): a run may resume under
+# different values of them.
+NOT_IN_FINGERPRINT = (
+    "output_path", "no_median_filter", "save_gpu_memory", "resume_interval", "device", "gpu_id", "decode_batch_frames",
+)
 
 
 class InputError(VExpressError):

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import torch
 
+from pipelines.audio import SAMPLING_RATE
 from pipelines.head_motion import add_head_motion
 from pipelines.kps import RETARGET_STRATEGIES, resample_kps_sequence, retarget_kps
 
@@ -78,7 +79,7 @@ def _check_plan_arguments(reference_kps, driving_kps, num_frames, strategy, kps_
 
 def plan_keypoints(
     reference_kps, driving_kps, num_frames: int, *, strategy: str, kps_fit: str = "stretch", head_motion: str = "none",
-    head_motion_strength: float = 1.0, waveform=None, sampling_rate: int = 16000, fps: float = 30.0, seed: int = 42,
+    head_motion_strength: float = 1.0, waveform=None, sampling_rate: int = SAMPLING_RATE, fps: float = 30.0, seed: int = 42,
 ) -> torch.Tensor:
     """-> (num_frames, 3, 2) float32 keypoints (pixels) to draw, frame k at time k / fps of `waveform`.
 

@@ -72,6 +72,7 @@ def build_pipeline(size: str, device, dtype, seed: int = 0):
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     from modules import AudioProjection, UNet3DConditionModel, VKpsGuider, reference_net_from_config
+    from pipelines.audio import SAMPLING_RATE
     from pipelines.config import load_inference_config
     from pipelines.pipeline_v_express import VExpressPipeline
     from scripts import make_tiny_checkpoints as tiny
@@ -97,7 +98,7 @@ def build_pipeline(size: str, device, dtype, seed: int = 0):
     for index, (name, build) in enumerate(builders.items()):
         networks[name] = tiny.randomize_(build(), seed + index).to(device, dtype).requires_grad_(False)
     pipeline = VExpressPipeline(
-        audio_processor=Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True),
+        audio_processor=Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLING_RATE, padding_value=0.0, do_normalize=True),
         scheduler=DDIMScheduler(**config["noise_scheduler_kwargs"]), **networks,
     )
     pipeline.set_progress_bar_config(disable=True)
@@ -111,11 +112,13 @@ def sample_inputs(width: int, height: int, frames: int, seed: int = 0):
     import torch
     from PIL import Image
 
+    from pipelines.audio import SAMPLING_RATE
+
     rng = np.random.default_rng(seed)
     reference = Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
     base = np.array([[0.35, 0.4], [0.65, 0.4], [0.5, 0.6]], dtype=np.float32) * [width, height]
     kps = np.stack([base + [3 * np.sin(i / 5), 2 * np.cos(i / 7)] for i in range(frames)]).astype(np.float32)
-    samples = int(np.ceil(frames / 30 * 16000)) + 1
+    samples = int(np.ceil(frames / 30 * SAMPLING_RATE)) + 1
     waveform = torch.from_numpy((rng.standard_normal(samples) * 0.1 * (1 + np.sin(np.arange(samples) / 2000))).astype(np.float32))
     return reference, kps, waveform
 
@@ -196,9 +199,11 @@ def write_cli_inputs(folder: Path, width: int, height: int, frames: int) -> list
     import numpy as np
     import soundfile
 
+    from pipelines.audio import SAMPLING_RATE
+
     reference, kps, waveform = sample_inputs(width, height, frames)
     reference.save(folder / "face.png")
-    soundfile.write(folder / "speech.wav", waveform.numpy(), 16000)
+    soundfile.write(folder / "speech.wav", waveform.numpy(), SAMPLING_RATE)
     np.save(folder / "kps.npy", kps)
     return ["--reference_image_path", folder / "face.png", "--audio_path", folder / "speech.wav", "--kps_path", folder / "kps.npy"]
 
@@ -318,13 +323,13 @@ def run_audio(args) -> dict:
     the audio phase, chunked (what generation does) and, for audio short enough, in one pass for comparison."""
     import torch
 
-    from pipelines.audio import encode_speech
+    from pipelines.audio import SAMPLING_RATE, encode_speech
 
     device = torch.device(args.device)
     pipeline = build_pipeline("full", device, torch.float32)
     rows = []
     for seconds in args.seconds:
-        waveform = torch.randn(int(seconds * 16000), generator=torch.Generator().manual_seed(0)) * 0.1
+        waveform = torch.randn(int(seconds * SAMPLING_RATE), generator=torch.Generator().manual_seed(0)) * 0.1
         for mode in ("chunked", "single pass") if seconds <= 120 else ("chunked",):
             before = memory_now()["VmRSS"]
             reset_peak_memory(device)
@@ -333,7 +338,7 @@ def run_audio(args) -> dict:
                 if mode == "chunked":
                     tokens = pipeline.encode_audio(waveform, int(seconds * 30), 2)
                 else:
-                    inputs = pipeline.audio_processor(waveform.numpy(), sampling_rate=16000, return_tensors="pt").input_values.to(device)
+                    inputs = pipeline.audio_processor(waveform.numpy(), sampling_rate=SAMPLING_RATE, return_tensors="pt").input_values.to(device)
                     states = pipeline.audio_encoder(inputs).last_hidden_state
                     check = encode_speech(pipeline.audio_encoder, inputs, chunk_seconds=seconds / 4)
                     relative_error = float((check - states).norm() / states.norm())

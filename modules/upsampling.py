@@ -31,7 +31,7 @@ class PhaseUpsample2D(Upsample2D):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.phase_devices = {"cpu"}
-        self.register_buffer("phase_kernels", None, persistent=False)
+        self.register_buffer("cached_kernels", None, persistent=False)
         self._kernels_of = None  # which weight (storage, version, dtype, device) the buffer was made from
 
     @classmethod
@@ -73,9 +73,9 @@ class PhaseUpsample2D(Upsample2D):
         made_of = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
         if self._kernels_of != made_of:
             # Summed in float32 so half-precision weights lose nothing more than their own rounding.
-            self.phase_kernels = phase_kernels(weight.detach().float()).to(weight.dtype)
+            self.cached_kernels = phase_kernels(weight.detach().float()).to(weight.dtype)
             self._kernels_of = made_of
-        return self.phase_kernels
+        return self.cached_kernels
 
 
 def use_phase_upsampling(model: nn.Module) -> int:

@@ -149,10 +149,8 @@ def load_jobs(manifest, common_argv: list[str], device_argv: list[str]) -> list[
         job = Job(name=str(row.get(JOB_COLUMN, "")), line=number, argv=[])
         try:
             job.argv = row_argv(row, flags)
-            job.request = parse_request(common_argv + job.argv + device_argv)
-            for column, value in row.items():  # a switch column set false turns off the command line's switch
-                if column != JOB_COLUMN and flags[column].nargs == 0:
-                    setattr(job.request, flags[column].dest, f"--{column}" in job.argv)
+            switches = {flags[column].dest: f"--{column}" in job.argv for column in row if column != JOB_COLUMN and flags[column].nargs == 0}
+            job.request = parse_request(common_argv + job.argv + device_argv, switches)
         except FlagError as error:
             job.problem = f"line {job.line}: {error}"
         job.name = job.name or (str(job.output) if job.output else f"line {job.line}")

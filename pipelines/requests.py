@@ -36,9 +36,14 @@ def request_parser() -> argparse.ArgumentParser:
     return raising(inference.build_parser())
 
 
-def parse_request(argv: list) -> argparse.Namespace:
-    """inference.py's flags -> the request that `check_request` and `VideoGenerator.generate` take."""
-    return request_parser().parse_args([str(arg) for arg in argv])
+def parse_request(argv: list, switches: dict[str, bool] | None = None) -> argparse.Namespace:
+    """inference.py's flags -> the request that `check_request` and `VideoGenerator.generate` take. `switches`
+    ({destination: on}) are set either way after parsing: on a command line a flag can only turn a switch on, and a
+    page's box or a manifest's column may turn off one that the server's command line turned on."""
+    request = request_parser().parse_args([str(arg) for arg in argv])
+    for name, on in (switches or {}).items():
+        setattr(request, name, on)
+    return request
 
 
 def inference_flags() -> dict[str, argparse.Action]:

@@ -66,7 +66,7 @@ class WebGenerator:
 
     def request(self, portrait, audio, driving, settings: dict, output_path) -> argparse.Namespace:
         """The page's values -> an inference.py request, parsed by inference.py's parser. `settings` maps inference.py
-        flag names to values; a bool is a switch, set either way (a flag can only turn a switch on)."""
+        flag names to values; a bool is a switch, set either way."""
         if not portrait:
             raise PageError("upload a portrait first")
         if not audio:
@@ -77,11 +77,7 @@ class WebGenerator:
         for name, value in settings.items():
             if not isinstance(value, bool):
                 argv += [f"--{name}", number_flag(value)]
-        request = parse_request(argv)
-        for name, value in settings.items():
-            if isinstance(value, bool):
-                setattr(request, name, value)
-        return request
+        return parse_request(argv, {name: value for name, value in settings.items() if isinstance(value, bool)})
 
     def generate(self, portrait, audio, driving, settings: dict) -> tuple[str | None, str]:
         """(the written video, or None; the messages for the page: inference.py's summary, or its one-line error)."""

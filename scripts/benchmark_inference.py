@@ -29,7 +29,6 @@ import copy
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -173,13 +172,16 @@ def run_phases(args) -> dict:
 
 def write_random_checkpoints(folder: Path, size: str) -> Path:
     """A model_ckpts-layout folder of random networks: the tiny checkpoints, or the published architectures
-    (about 9 GB of float32 files). Kept and reused when `folder` already holds them."""
+    (about 9 GB of float32 files). Kept and reused when `folder` already holds them at that size (a marker file,
+    written last, says which: an interrupted write is not reused)."""
     from modules.checkpoints import save_file, v_express_state_dicts
     from pipelines.loading import ModelPaths
     from scripts.make_tiny_checkpoints import write_tiny_checkpoints
 
-    if not ModelPaths.under(folder).missing():
+    marker = folder / "benchmark_size.txt"
+    if marker.is_file() and marker.read_text() == size and not ModelPaths.under(folder).missing():
         return folder
+    marker.unlink(missing_ok=True)
     write_tiny_checkpoints(folder)
     if size == "full":
         import torch
@@ -191,6 +193,7 @@ def write_random_checkpoints(folder: Path, size: str) -> Path:
         files = v_express_state_dicts(pipeline.reference_net, pipeline.denoising_unet, pipeline.v_kps_guider, pipeline.audio_projection)
         for name, state_dict in files.items():
             save_file(state_dict, folder / "v-express" / f"{name}.bin")
+    marker.write_text(size)
     return folder
 
 
@@ -222,11 +225,11 @@ def run_inference(repo: Path, ckpts: Path, flags: list, output: Path) -> dict:
         return row
     phases = re.search(r"seconds per phase: (.*?)(;|$)", result.stdout, re.M)
     row["seconds_per_phase"] = {name.strip(): float(value) for name, value in re.findall(r"([a-z ]+) ([\d.]+)", phases.group(1))} if phases else {}
-    row["peak_host_memory_mib"] = int(re.search(r"host (\d+) MiB", result.stdout).group(1))
-    accelerator = re.search(r"peak memory (\d+) MiB on", result.stdout)
-    if accelerator:
-        row["peak_accelerator_memory_mib"] = int(accelerator.group(1))
-    row["frames"] = int(re.search(r"wrote .*?: (\d+) frames", result.stdout).group(1))
+    # None where a summary (another checkout's, say) words a figure otherwise.
+    figures = dict(peak_host_memory_mib=r"host (\d+) MiB", peak_accelerator_memory_mib=r"peak memory (\d+) MiB on", frames=r"wrote .*?: (\d+) frames")
+    for name, pattern in figures.items():
+        found = re.search(pattern, result.stdout)
+        row[name] = int(found.group(1)) if found else None
     return row
 
 
@@ -238,23 +241,24 @@ def case_flags(args) -> list:
 
 def run_cli(args) -> dict:
     """The case end to end through inference.py: this checkout, and --compare_with's, alternating."""
-    import imageio_ffmpeg
     import numpy as np
+
+    from pipelines.video import read_video
 
     repos = [ROOT] + ([Path(args.compare_with).resolve()] if args.compare_with else [])
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         ckpts = write_random_checkpoints(Path(args.ckpts_dir) if args.ckpts_dir else folder / "ckpts", args.size)
-        flags = write_cli_inputs(folder, args.width, args.height, args.frames) + case_flags(args) + args.extra_flags
+        flags = write_cli_inputs(folder, args.width, args.height, args.frames) + case_flags(args)
         runs = {str(repo): [] for repo in repos}
-        for repeat in range(args.repeats):
+        for _ in range(args.repeats):
             for index, repo in enumerate(repos):
-                row = run_inference(repo, ckpts, flags if repo == ROOT else flags[:len(flags) - len(args.extra_flags)], folder / f"out{index}.mp4")
+                row = run_inference(repo, ckpts, flags + args.extra_flags if repo == ROOT else flags, folder / f"out{index}.mp4")
                 runs[str(repo)].append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
         report = dict(report="cli", runs=runs, best_wall_seconds={repo: min(r["wall_seconds"] for r in rows) for repo, rows in runs.items()})
         if len(repos) == 2 and all(r["exit_status"] == 0 for rows in runs.values() for r in rows):
-            videos = [np.stack([np.frombuffer(f, np.uint8) for f in list(imageio_ffmpeg.read_frames(str(folder / f"out{i}.mp4")))[1:]]) for i in range(2)]
+            videos = [read_video(folder / f"out{i}.mp4")[0] for i in range(2)]
             # Written as H.264, nearly identical frames need not give identical files: one value that truncates to the
             # next level can change the encoder's choices. The float videos are compared by the tests (golden fixtures).
             if videos[0].shape == videos[1].shape:
@@ -340,14 +344,14 @@ def run_audio(args) -> dict:
                 else:
                     inputs = pipeline.audio_processor(waveform.numpy(), sampling_rate=SAMPLING_RATE, return_tensors="pt").input_values.to(device)
                     states = pipeline.audio_encoder(inputs).last_hidden_state
-                    check = encode_speech(pipeline.audio_encoder, inputs, chunk_seconds=seconds / 4)
-                    relative_error = float((check - states).norm() / states.norm())
             row = dict(seconds_of_audio=seconds, mode=mode, seconds=round(time.perf_counter() - started, 1),
                        extra_peak_host_memory_mib=round((memory_now()["VmHWM"] - before) / 2**20))
-            if mode != "chunked":
-                row["chunked_vs_single_pass_relative_error"] = relative_error
-            else:
+            if mode == "chunked":
                 row["tokens_shape"] = list(tokens.shape)
+            else:  # checked after the measurement: the chunked encoder gives the single pass's states
+                with torch.no_grad():
+                    check = encode_speech(pipeline.audio_encoder, inputs, chunk_seconds=seconds / 4)
+                row["chunked_vs_single_pass_relative_error"] = float((check - states).norm() / states.norm())
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     return dict(report="audio", runs=rows)
@@ -372,7 +376,7 @@ def run_modes(args) -> dict:
         pipeline.scheduler = make_scheduler(mode.pop("scheduler"))
         timings, started = {}, time.perf_counter()
         pipeline(reference_image=reference, kps_images=KpsImages(kps, args.height, args.width), audio_waveform=waveform,
-                 width=args.width, height=args.height, video_length=args.frames, guidance_scale=3.5,
+                 width=args.width, height=args.height, video_length=args.frames, guidance_scale=args.guidance_scale,
                  generator=torch.Generator().manual_seed(0), timings=timings, context_frames=args.context_frames,
                  context_overlap=args.context_overlap, **mode)
         rows.append(dict(mode=name, unet_seconds=round(timings["denoising"], 2), total_seconds=round(time.perf_counter() - started, 2)))
@@ -443,6 +447,19 @@ def run_upsampling(args, pipeline=None) -> dict:
     return dict(report="upsampling", size=args.size, width=args.width, height=args.height, window_frames=frames, rows=rows)
 
 
+def best_call(call, repeats: int, synchronize) -> tuple:
+    """(the best seconds of `repeats` calls after one to warm up, the last call's result)."""
+    call()
+    synchronize()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = call()
+        synchronize()
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
 def run_gpu(args) -> dict:
     """Seconds per UNet call on one window of --context_frames frames (both halves of guidance) in fp16 and bf16,
     eager (on CUDA also with cudnn.benchmark) and compiled; accelerator seconds per second of video at 25 steps from those windows; peak memory; and a
@@ -465,35 +482,28 @@ def run_gpu(args) -> dict:
         pipeline = copy.deepcopy(master).to(device, DTYPES[dtype_name])
         reset_peak_memory(device)
         with torch.no_grad():
-            kv = pipeline.encode_reference(reference, args.width, args.height)
-            audio = pipeline.encode_audio(waveform, frames, 2)
-            kps_features = pipeline.encode_kps(KpsImages(kps, args.height, args.width), range(frames), args.width, args.height)
-            latents = torch.randn(2, 4, frames, args.height // 8, args.width // 8, generator=torch.Generator().manual_seed(0)).to(device, DTYPES[dtype_name])
-            t = torch.tensor(999, device=device)
-            unets = {"eager": pipeline.denoising_unet}
-            if device.type == "cuda":  # every window has one shape: cuDNN may pick its convolutions by timing them once
-                unets["eager cudnn.benchmark"] = pipeline.denoising_unet
-            if dtype_name != "fp32" and not args.no_compile:
-                started = time.perf_counter()
-                unets["compiled"] = torch.compile(pipeline.denoising_unet, dynamic=False)
-                unets["compiled"](latents, t, audio, kps_features, kv, num_unconditional=1)
-                synchronize()
-                report["compile_warmup_seconds"][dtype_name] = round(time.perf_counter() - started, 1)
-            for mode, unet in unets.items():
-                if dtype_name == "fp32":
-                    break
-                torch.backends.cudnn.benchmark = mode.endswith("cudnn.benchmark")
-                unet(latents, t, audio, kps_features, kv, num_unconditional=1)  # warm-up
-                synchronize()
-                best = float("inf")
-                for _ in range(args.repeats):
+            if dtype_name != "fp32":  # fp32 makes only the reference video
+                kv = pipeline.encode_reference(reference, args.width, args.height)
+                audio = pipeline.encode_audio(waveform, frames, 2)
+                kps_features = pipeline.encode_kps(KpsImages(kps, args.height, args.width), range(frames), args.width, args.height)
+                latents = torch.randn(2, 4, frames, args.height // 8, args.width // 8, generator=torch.Generator().manual_seed(0)).to(device, DTYPES[dtype_name])
+                t = torch.tensor(999, device=device)
+                unets = {"eager": pipeline.denoising_unet}
+                if device.type == "cuda":  # every window has one shape: cuDNN may pick its convolutions by timing them once
+                    unets["eager cudnn.benchmark"] = pipeline.denoising_unet
+                if not args.no_compile:
                     started = time.perf_counter()
-                    prediction = unet(latents, t, audio, kps_features, kv, num_unconditional=1)
+                    unets["compiled"] = torch.compile(pipeline.denoising_unet, dynamic=False)
+                    unets["compiled"](latents, t, audio, kps_features, kv, num_unconditional=1)
                     synchronize()
-                    best = min(best, time.perf_counter() - started)
-                finite = finite and bool(torch.isfinite(prediction).all())
-                report["unet_call_seconds"][f"{dtype_name} {mode}"] = round(best, 4)
-            torch.backends.cudnn.benchmark = False
+                    report["compile_warmup_seconds"][dtype_name] = round(time.perf_counter() - started, 1)
+                for mode, unet in unets.items():
+                    torch.backends.cudnn.benchmark = mode.endswith("cudnn.benchmark")
+                    call = lambda: unet(latents, t, audio, kps_features, kv, num_unconditional=1)  # noqa: E731
+                    seconds, prediction = best_call(call, args.repeats, synchronize)
+                    finite = finite and bool(torch.isfinite(prediction).all())
+                    report["unet_call_seconds"][f"{dtype_name} {mode}"] = round(seconds, 4)
+                torch.backends.cudnn.benchmark = False
             if dtype_name in ("fp32", "fp16"):
                 timings = {}
                 video = pipeline(reference_image=reference, kps_images=KpsImages(kps, args.height, args.width), audio_waveform=waveform,
@@ -503,7 +513,7 @@ def run_gpu(args) -> dict:
                 report[f"{dtype_name}_decode_seconds_per_frame"] = round(timings["decoding"] / frames, 4)
         if device.type == "cuda":
             report[f"peak_accelerator_memory_gib_{dtype_name}"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-        del pipeline, unets
+        del pipeline
         if device.type == "cuda":
             torch.cuda.empty_cache()
     fp16, fp32 = videos["fp16"].double(), videos["fp32"].double()
@@ -547,9 +557,9 @@ def main(argv=None) -> int:
     parser.add_argument("--ckpts_dir", default=None, help="cli: keep the random checkpoint files here and reuse them")
     parser.add_argument("--extra_flags", nargs=argparse.REMAINDER, default=[], help="cli: more inference.py flags for this checkout's runs")
     parser.add_argument("--out", default=None, help="also write the JSON here")
+    case, _ = parser.parse_known_args(argv)
+    parser.set_defaults(**CASES.get(case.case, {}))  # a case's settings, under the flags given with it
     args = parser.parse_args(argv)
-    for name, value in CASES.get(args.case, {}).items():
-        setattr(args, name, value)
     import torch
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -149,26 +149,31 @@ def load_trained_pipeline(ckpts: Path, weights: dict[str, Path]):
     return pipeline
 
 
-@torch.no_grad()
-def generate(pipeline, clip: dict, steps: int, seed: int = 0, scheduler: str = "ddim", timings: dict | None = None, **mode) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out clip re-generated from its first frame, its sound and its keypoints: (frames, driving kps).
-    `scheduler` and `mode` (guidance_interval, cache_interval) select a fast mode."""
+def load_clip(clip: dict) -> dict:
+    """The held-out clip's inputs, read once: its first frame (the portrait), its first frames' keypoints and its sound."""
     from PIL import Image
 
     from pipelines.audio import load_audio
+
+    frames, _ = read_video(clip["video"])
+    length = min(len(frames), 24)
+    kps = np.stack([face["kps"][:3] for face in load_face_info(clip["face_info"])])[:length]
+    return dict(reference=Image.fromarray(frames[0]), kps=kps, waveform=load_audio(clip["video"]), length=length)
+
+
+def generate(pipeline, inputs: dict, steps: int, seed: int = 0, scheduler: str = "ddim", timings: dict | None = None, **mode) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out clip (`load_clip`) re-generated from its first frame, its sound and its keypoints: (frames, driving
+    kps). `scheduler` and `mode` (guidance_interval, cache_interval) select a fast mode."""
     from pipelines.kps import KpsImages
     from pipelines.loading import make_scheduler
 
-    frames, _ = read_video(clip["video"])
-    kps = np.stack([face["kps"][:3] for face in load_face_info(clip["face_info"])])
-    length = min(len(frames), 24)
     pipeline.scheduler = make_scheduler(scheduler)
     video = pipeline(
-        reference_image=Image.fromarray(frames[0]), kps_images=KpsImages(kps[:length], SIZE, SIZE), audio_waveform=load_audio(clip["video"]),
-        width=SIZE, height=SIZE, video_length=length, num_inference_steps=steps, guidance_scale=3.5, context_frames=24,
+        reference_image=inputs["reference"], kps_images=KpsImages(inputs["kps"], SIZE, SIZE), audio_waveform=inputs["waveform"],
+        width=SIZE, height=SIZE, video_length=inputs["length"], num_inference_steps=steps, guidance_scale=3.5, context_frames=24,
         generator=torch.Generator().manual_seed(seed), timings=timings, **mode,
     )
-    return (video[0].permute(1, 2, 3, 0).numpy() * 255).astype(np.uint8), kps[:length]
+    return (video[0].permute(1, 2, 3, 0).numpy() * 255).astype(np.uint8), inputs["kps"]
 
 
 # The fast modes compared with the published sampler (DDIM, 25 steps, guidance on every step).
@@ -199,14 +204,14 @@ def modes_and_presets() -> dict[str, dict]:
     return modes
 
 
-def compare_modes(pipeline, clip: dict, opening: np.ndarray) -> list[dict]:
-    """Each mode and preset on the held-out clip: the learning check's scores, PSNR against the default's video,
-    and the speed ratio against the default (UNet seconds, total seconds)."""
+def compare_modes(pipeline, inputs: dict, opening: np.ndarray) -> list[dict]:
+    """Each mode and preset on the held-out clip (`load_clip`): the learning check's scores, PSNR against the
+    default's video, and the speed ratio against the default (UNet seconds, total seconds)."""
     rows, default_video = [], None
     for name, mode in modes_and_presets().items():
         mode, timings = dict(mode), {}
         started = time.perf_counter()
-        video, kps = generate(pipeline, clip, mode.pop("steps"), timings=timings, **mode)
+        video, kps = generate(pipeline, inputs, mode.pop("steps"), timings=timings, **mode)
         seconds = time.perf_counter() - started
         default_video = video if default_video is None else default_video
         error = np.mean((video.astype(np.float64) - default_video) ** 2)
@@ -276,18 +281,19 @@ def main(argv=None) -> int:
     config_path = work / "learning_check.yaml"
     OmegaConf.save(config, config_path)
 
-    before = follow_scores(*generate(load_trained_pipeline(ckpts, {}), held_out, args.inference_steps), opening)
+    held_out_inputs = load_clip(held_out)
+    before = follow_scores(*generate(load_trained_pipeline(ckpts, {}), held_out_inputs, args.inference_steps), opening)
     started = time.perf_counter()
     if not already_trained:
         train(load_config(config_path), "learning_check")
     seconds = time.perf_counter() - started
     pipeline = load_trained_pipeline(ckpts, trained)
-    video, kps = generate(pipeline, held_out, args.inference_steps)
+    video, kps = generate(pipeline, held_out_inputs, args.inference_steps)
     after = follow_scores(video, kps, opening)
     from PIL import Image
 
     Image.fromarray(np.concatenate(list(video[:8]), axis=1)).save(work / "after_training_frames.png")
-    save_figure(read_video(held_out["video"])[0][0], kps, video, work / "inputs_and_outputs.png")
+    save_figure(np.asarray(held_out_inputs["reference"]), kps, video, work / "inputs_and_outputs.png")
     trained_how = "(trained before)" if already_trained else f"in {seconds:.0f} s"
     print(f"\ntrained {args.steps} steps on {len(clips) - 1} clips {trained_how}; held-out clip {Path(held_out['video']).name}")
     print(f"{'':24}{'before':>10}{'after':>10}")
@@ -295,7 +301,7 @@ def main(argv=None) -> int:
         print(f"{key:24}{before[key]:>10.3f}{after[key]:>10.3f}")
     print(f"frames: {work / 'after_training_frames.png'}, {work / 'inputs_and_outputs.png'}")
     if args.compare_modes:
-        table = format_modes(compare_modes(pipeline, held_out, opening))
+        table = format_modes(compare_modes(pipeline, held_out_inputs, opening))
         (work / "fast_modes.md").write_text(table + "\n")
         print(f"\nfast modes on the held-out clip (also in {work / 'fast_modes.md'}):\n{table}")
     return 0

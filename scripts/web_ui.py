@@ -105,22 +105,25 @@ def main(argv=None) -> int:
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:
-        check_address(args.host, args.port)
+        check_address(args.host, args.port)  # before the networks load
+    except OSError as error:
+        return cannot_serve(args.host, args.port, error)
+    try:
         app = WebGenerator(common_argv, args.output_dir)
         print("loading the networks ...", file=sys.stderr)
         app.load()
-        page = build_page(gr, app).queue()
-        system_fonts = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])  # no web fonts
+    except VExpressError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    page = build_page(gr, app).queue()
+    system_fonts = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])  # no web fonts
+    try:
         _, url, _ = page.launch(
             server_name=args.host, server_port=args.port, share=False, theme=system_fonts, allowed_paths=[str(app.output_dir)],
             run_history=False, enable_monitoring=False, mcp_server=False, ssr_mode=False, pwa=False, quiet=True, prevent_thread_lock=True,
         )
-    except VExpressError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # the address: checked before the networks load, and taken since if launch fails
-        print(f"error: cannot serve on {args.host}:{args.port} ({error.strerror or error}); give another --port or --host", file=sys.stderr)
-        return 2
+    except OSError as error:  # the address, taken since it was checked
+        return cannot_serve(args.host, args.port, error)
     print(f"serving on {url} (Ctrl+C stops)", file=sys.stderr)
     page.block_thread()  # until Ctrl+C
     if app.busy:
@@ -128,6 +131,11 @@ def main(argv=None) -> int:
         print("stopped during a generation: its video was not written", file=sys.stderr)
         os._exit(130)
     return 0
+
+
+def cannot_serve(host: str, port: int, error: OSError) -> int:
+    print(f"error: cannot serve on {host}:{port} ({error.strerror or error}); give another --port or --host", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

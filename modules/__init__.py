@@ -1,12 +1,10 @@
 """The V-Express networks. The ReferenceNet is diffusers' own `UNet2DConditionModel`."""
 
-import logging
+from .quiet import quiet_library_logs
 
-# diffusers imports bitsandbytes when installed (8-bit AdamW), whose CPU backend then warns about a 4-bit kernel
-# this project never uses.
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+quiet_library_logs()  # before diffusers loads: no library log lines on the user's terminal
 
-from diffusers import UNet2DConditionModel
+from diffusers import UNet2DConditionModel  # noqa: E402
 
 from .audio_projection import AudioProjection
 from .reference_net import ReferenceBankRecorder, compute_reference_bank, reference_net_from_config

@@ -2,11 +2,9 @@
 weights, resumable runs). `from pipelines import VExpressPipeline` is the published import path. The training
 side lives in pipelines/training/, which nothing here imports."""
 
-import logging
+from modules.quiet import quiet_library_logs
 
-# diffusers imports bitsandbytes when installed (8-bit AdamW), whose CPU backend then warns about a 4-bit kernel
-# this project never uses.
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+quiet_library_logs()  # before diffusers loads: no library log lines on the user's terminal
 
 from .pipeline_v_express import VExpressPipeline  # noqa: E402
 

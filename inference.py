@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    try:
+        return run(argv)
+    except KeyboardInterrupt as interruption:  # Ctrl-C: one line, like an error; generation saved what it had done
+        print(str(interruption) or "interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+def run(argv) -> int:
     from modules.errors import VExpressError
     from pipelines.generation import VideoGenerator, check_request
 

@@ -26,7 +26,7 @@ from modules.checkpoints import (
     DTYPES, MOTION_MODULE_KEY, CheckpointError, add_reference_attention, atomic_path, load_partially, motion_module_state_dict,
     partial_path, read_state_dict, rename_legacy_audio_attention, save_file, v_express_state_dicts,
 )
-from modules.errors import VExpressError
+from modules.errors import VExpressError, first_line
 from pipelines.config import load_inference_config
 from pipelines.training.dataset import SampleKeys, TalkingHeadDataset
 from pipelines.training.step import MODULE_NAMES, StepSettings, VExpressNetworks, training_noise_scheduler, training_step
@@ -48,7 +48,7 @@ def load_config(path) -> OmegaConf:
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except OmegaConfBaseException as error:
-        raise ConfigError(f"{path}: {str(error).splitlines()[0]} (keys and defaults: {DEFAULTS_PATH})") from None
+        raise ConfigError(f"{path}: {first_line(error)} (keys and defaults: {DEFAULTS_PATH})") from None
     if config.denoising_unet_state_dict_type not in DENOISING_UNET_STATE_DICT_TYPES:
         raise ConfigError(f"{path}: denoising_unet_state_dict_type must be one of {', '.join(DENOISING_UNET_STATE_DICT_TYPES)}")
     if not config.data.meta_paths:
@@ -129,7 +129,7 @@ def save_state(accelerator, output_dir: Path, step: int) -> None:
     """accelerate's full state (networks, optimizer, lr schedule, RNG) into `checkpoint-{step}/`, via a temporary
     folder every process writes to and the main process renames once all are done."""
     final = output_dir / f"checkpoint-{step}"
-    with atomic_path(final) if accelerator.is_main_process else contextlib.nullcontext(partial_path(final)) as partial:
+    with atomic_path(final, partial_path(final)) if accelerator.is_main_process else contextlib.nullcontext(partial_path(final)) as partial:
         accelerator.wait_for_everyone()  # the main process has cleared a stale partial folder
         accelerator.save_state(str(partial))
         accelerator.wait_for_everyone()
@@ -188,7 +188,7 @@ def train(config, config_name: str) -> Path:
         vae = AutoencoderKL.from_pretrained(config.vae_model_path, torch_dtype=weight_dtype).to(accelerator.device).requires_grad_(False).eval()
     except (OSError, ValueError) as error:
         raise CheckpointError(
-            f"{config.vae_model_path}: cannot load the VAE ({str(error).splitlines()[0][:200]}); "
+            f"{config.vae_model_path}: cannot load the VAE ({first_line(error)}); "
             "download it with: python scripts/download_models.py --include sd-vae-ft-mse"
         ) from None
     scheduler = training_noise_scheduler(OmegaConf.to_container(config.noise_scheduler_kwargs), config.enable_zero_snr)

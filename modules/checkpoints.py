@@ -2,9 +2,11 @@
 five-file split, and the atomic writes every saved file goes through."""
 
 import contextlib
+import glob
 import os
 import pickle
 import re
+import secrets
 import shutil
 import zipfile
 from collections.abc import Callable, Iterator
@@ -17,7 +19,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from .audio_projection import AudioProjection
-from .errors import VExpressError
+from .errors import VExpressError, first_line
 from .reference_net import reference_net_from_config
 from .unet_3d import UNet3DConditionModel
 from .v_kps_guider import VKpsGuider
@@ -32,17 +34,23 @@ class CheckpointError(VExpressError):
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, partial: str | Path | None = None) -> Iterator[Path]:
     """A temporary path beside `path` to write a file or a folder to; it becomes `path` when the block ends without
     an error, and is removed when it fails. So `path` only ever holds something complete.
 
         with atomic_path("out.mp4") as partial:
             write_everything_to(partial)
-    """
+
+    The temporary name is this call's own (two writers of one path never touch each other's file), unless
+    `partial` names one that processes writing together share (train.py's checkpoint folders): a stale one
+    left there by a killed run is cleared first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(path)
-    _remove(partial)
+    if partial is None:
+        partial = path.with_name(f".{path.stem}.partial-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
+    else:
+        partial = Path(partial)
+        _remove(partial)
     try:
         yield partial
         if partial.is_dir():
@@ -54,9 +62,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def partial_path(path: str | Path) -> Path:
-    """Where `atomic_path` writes `path` before it is complete (hidden, same folder, same suffix)."""
+    """The temporary name processes that write `path` together pass to `atomic_path` (hidden, same folder, same
+    suffix)."""
     path = Path(path)
     return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def leftover_partials(path: str | Path) -> list[Path]:
+    """The temporary files of `atomic_path` writes of `path` that a killed process left behind; only the one
+    writer allowed to write `path` (holding its lock) may remove them."""
+    path = Path(path)
+    name = re.compile(re.escape(f".{path.stem}.partial-") + r"\d+-[0-9a-f]{8}" + re.escape(path.suffix))
+    return sorted(p for p in path.parent.glob(f"{glob.escape('.' + path.stem)}.partial-*") if name.fullmatch(p.name))
 
 
 def _remove(path: Path) -> None:
@@ -111,11 +128,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state_dict = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as error:
-        reason = str(error).splitlines()[0] if "Weights only load failed" not in str(error) else "it holds Python objects other than tensors"
+        reason = first_line(error, path) if "Weights only load failed" not in str(error) else "it holds Python objects other than tensors"
         raise CheckpointError(f"{path}: refused to load: {reason}. Only plain tensor files are read; {DOWNLOAD_HINT}") from None
     except (RuntimeError, EOFError, OSError, ValueError, SafetensorError, zipfile.BadZipFile) as error:
         raise CheckpointError(
-            f"{path}: not a readable weight file (it may be truncated or corrupt: {str(error).splitlines()[0]}); {DOWNLOAD_HINT}"
+            f"{path}: not a readable weight file (it may be truncated or corrupt: {first_line(error, path)}); {DOWNLOAD_HINT}"
         ) from None
     if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
         state_dict = state_dict["state_dict"]

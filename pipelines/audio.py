@@ -40,7 +40,7 @@ def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
         command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-acodec", "pcm_f32le", str(wav)]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0 or not wav.is_file():
-            detail = (result.stderr.strip().splitlines() or ["no audio stream"])[-1]
+            detail = "empty file" if path.stat().st_size == 0 else (result.stderr.strip().splitlines() or ["no audio stream"])[-1]
             raise AudioError(f"{path}: cannot read audio from this file ({detail}); use WAV, MP3, FLAC, M4A, OGG or a video with sound")
         return soundfile.read(wav, dtype="float32", always_2d=True)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from modules.errors import VExpressError
+from modules.errors import VExpressError, first_line
 
 DOWNLOAD_HINT = "download it with: python scripts/download_models.py --include insightface_models (see model_ckpts/README.md)"
 
@@ -35,8 +35,14 @@ class FaceDetector:
         on_gpu = device.startswith("cuda")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if on_gpu else ["CPUExecutionProvider"]
         allowed = None if tasks is None else sorted(set(tasks) | {"detection"})
-        self.app = FaceAnalysis(name=str(folder), allowed_modules=allowed, providers=providers)
-        self.app.prepare(ctx_id=gpu_id if on_gpu else -1, det_size=tuple(image_size))
+        for model in sorted(folder.glob("*.onnx")):  # FaceAnalysis opens every one
+            if model.stat().st_size == 0:
+                raise FaceError(f"{model}: empty file (0 bytes); {DOWNLOAD_HINT}")
+        try:
+            self.app = FaceAnalysis(name=str(folder), allowed_modules=allowed, providers=providers)
+            self.app.prepare(ctx_id=gpu_id if on_gpu else -1, det_size=tuple(image_size))
+        except Exception as error:  # onnxruntime's errors derive from Exception alone; its message names the file
+            raise FaceError(f"{folder}: cannot load the face detector ({first_line(error)}); {DOWNLOAD_HINT}") from None
         absent = sorted(set(tasks or ()) - set(self.app.models))
         if absent:
             raise FaceError(f"{folder}: no model for {', '.join(absent)} (buffalo_l's 2d106det.onnx gives landmark_2d_106); {DOWNLOAD_HINT}")

@@ -2,20 +2,25 @@
 argparse namespace of inference.py's flags; `check_request` looks at everything before a network loads, and a
 `VideoGenerator` keeps the networks loaded across requests."""
 
+import contextlib
+import fcntl
 import math
+import os
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from modules.checkpoints import DTYPES
-from modules.errors import VExpressError
+from modules.checkpoints import DTYPES, leftover_partials
+from modules.errors import VExpressError, first_line
 
 from .audio import SAMPLING_RATE, load_audio
 from .context import num_frames_for_audio, video_length
@@ -24,10 +29,9 @@ from .loading import SCHEDULERS, ModelPaths, load_pipeline, make_scheduler
 from .motion import HEAD_MOTIONS, KPS_FITS, plan_keypoints
 from .pipeline_v_express import published_noise_generator
 from .resume import StateWriter, fingerprint, load_state, state_path
-from .video import count_frames, write_video
+from .video import BYTES_PER_OUTPUT_PIXEL, count_frames, write_video
 
 DRIVING_STRATEGIES = ("no_retarget", "offset_retarget", "naive_retarget", "similarity_retarget")  # need driving keypoints
-BYTES_PER_OUTPUT_PIXEL = 0.25  # generous for H.264 at the quality written (about 0.03 measured on talking heads)
 # The settings a preset stands for; any of them given on the command line wins.
 PRESETS = {
     "published": dict(scheduler="ddim", num_inference_steps=25, guidance_interval=(0.0, 1.0), cache_interval=1),
@@ -43,7 +47,11 @@ NOT_IN_FINGERPRINT = (
 
 
 class InputError(VExpressError):
-    """A request that cannot be generated: a flag out of range, an unusable file."""
+    """A request that cannot be generated: a flag out of range, an unusable file, an output another run writes."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a generation; the message is the one line to print: what was saved, and how to go on."""
 
 
 @dataclass
@@ -71,7 +79,7 @@ def check_request(args) -> CheckedInputs:
     check_image(Path(args.reference_image_path))
     missing = ModelPaths.from_args(args).missing()
     if missing:
-        raise InputError(f"missing model file {missing[0]}; download the weights with: python scripts/download_models.py")
+        raise InputError(f"{missing[0]}; download the weights with: python scripts/download_models.py")
     audio_rate, receptive_field = _audio_encoder_input(args.audio_encoder_path)
     if args.standard_audio_sampling_rate != audio_rate:
         raise InputError(
@@ -149,7 +157,7 @@ def check_image(path: Path) -> None:
         with Image.open(path) as image:
             image.convert("RGB")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
-        raise InputError(f"{path}: cannot open the reference image ({str(error).splitlines()[0][:160]}); use a JPG, PNG, BMP or WebP photo") from None
+        raise InputError(f"{path}: cannot open the reference image ({first_line(error, path, 160)}); use a JPG, PNG, BMP or WebP photo") from None
 
 
 def _audio_encoder_input(folder) -> tuple[int, int]:
@@ -162,7 +170,7 @@ def _audio_encoder_input(folder) -> tuple[int, int]:
         rate = Wav2Vec2FeatureExtractor.from_pretrained(folder).sampling_rate
         config = json.loads((Path(folder) / "config.json").read_text())
     except (OSError, ValueError) as error:
-        raise InputError(f"{folder}: cannot read the audio encoder's config ({str(error).splitlines()[0][:160]}); download it with: "
+        raise InputError(f"{folder}: cannot read the audio encoder's config ({first_line(error, limit=160)}); download it with: "
                          "python scripts/download_models.py --include wav2vec2-base-960h") from None
     field_, step = 1, 1
     for kernel, stride in zip(config.get("conv_kernel", [400]), config.get("conv_stride", [320])):
@@ -190,6 +198,35 @@ def check_output_location(path: Path, needed_bytes: int) -> None:
             f"{folder}: {free / 2**20:.0f} MiB free, but this video needs about {needed_bytes / 2**20:.0f} MiB; "
             "free some space or choose another --output_path"
         )
+
+
+@contextlib.contextmanager
+def output_lock(output: Path) -> Iterator[None]:
+    """Held while a run writes `output`, so that two never write one file: an flock on `.NAME.lock` beside it (let go
+    by the system when the process ends, however it ends), which holds the pid for the message a second run gets."""
+    lock = output.with_name(f".{output.name}.lock")
+    while True:
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(descriptor, 32).split() or [b"unknown"]
+            os.close(descriptor)
+            raise InputError(f"{output} is being written by another run (pid {holder[0].decode()}); wait for it or choose another --output_path") from None
+        try:
+            if os.path.samestat(os.fstat(descriptor), os.stat(lock)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(descriptor)  # the file its last holder removed as it finished: lock the one there now
+    try:
+        os.ftruncate(descriptor, 0)
+        with contextlib.suppress(OSError):  # the disk full: the lock holds all the same
+            os.write(descriptor, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # while held: a run that opened it meanwhile sees it gone and tries again
+        os.close(descriptor)
 
 
 def plan_video_keypoints(args, driving_kps, waveform, num_frames: int, fps: float, face_detector, say) -> tuple[torch.Tensor, str]:
@@ -322,14 +359,25 @@ class VideoGenerator:
         return self._face_detector[1]
 
     def generate(self, args, inputs: CheckedInputs | None = None) -> GenerationReport | None:
-        """One video as `args` asks (inference.py's flags). Returns the report on the main process, None on others."""
-        from PIL import Image
-
+        """One video as `args` asks (inference.py's flags). Returns the report on the main process, None on others.
+        The main process holds the output's lock from start to end (InputError when another run holds it). A run
+        stopped while denoising or writing, by Ctrl-C (Interrupted) or an error, first saves where it got to."""
         started = time.perf_counter()
         changed = [name for name, value in self.loaded_with.items() if getattr(args, name) != value]
         if changed:
             raise InputError(f"--{changed[0]} differs from the value the networks were loaded with; it cannot change per video")
         inputs = inputs or check_request(args)
+        if not self.is_main:  # the other processes of a --do_multi_devices_inference run work for the main one, which writes
+            return self._generate(args, inputs, started)
+        output = Path(args.output_path)
+        with output_lock(output):
+            for leftover in (*leftover_partials(output), *leftover_partials(state_path(output))):
+                leftover.unlink(missing_ok=True)  # of a run killed while writing: with the lock held, no other run writes these
+            return self._generate(args, inputs, started)
+
+    def _generate(self, args, inputs: CheckedInputs, started: float) -> GenerationReport | None:
+        from PIL import Image
+
         say = self.report if self.is_main else (lambda message: None)
         for note in inputs.notes:
             say(note)
@@ -351,40 +399,53 @@ class VideoGenerator:
             {"reference_image": args.reference_image_path, "audio": args.audio_path, "kps": args.kps_path, "video": args.reference_video},
             settings,
         )
-        resume = StateWriter(state_path(output), run_fingerprint, args.resume_interval)
-        resume_from = load_state(resume.path, run_fingerprint, report=say)
+        resume_from = load_state(state_path(output), run_fingerprint, report=say)
+        resume = StateWriter(state_path(output), run_fingerprint, args.resume_interval, resumed_from=resume_from)
         if resume_from is not None:
             say(f"resuming from {resume.path}: denoising step {resume_from.step} of {args.num_inference_steps} done")
 
-        # 3. Denoise to latents.
-        clock = time.perf_counter()
-        pipeline = self.pipeline
-        timings["loading"] = time.perf_counter() - clock
-        pipeline.to(self.device)  # a previous request with --save_gpu_memory may have offloaded networks
-        pipeline.scheduler = make_scheduler(args.scheduler)
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        latents = pipeline(
-            reference_image=Image.open(args.reference_image_path).convert("RGB"), kps_images=KpsImages(kps_sequence, height, width),
-            audio_waveform=inputs.waveform, width=width, height=height, video_length=length,
-            num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
-            generator=published_noise_generator(args.seed, pipeline.audio_encoder), output_type="latent",
-            context_frames=args.context_frames, context_overlap=args.context_overlap,
-            reference_attention_weight=args.reference_attention_weight,
-            audio_attention_weight=args.audio_attention_weight * args.expression_strength, num_pad_audio_frames=args.num_pad_audio_frames,
-            do_multi_devices_inference=args.do_multi_devices_inference, save_gpu_memory=args.save_gpu_memory,
-            guidance_interval=tuple(args.guidance_interval), cache_interval=args.cache_interval,
-            context_batch_size=args.context_batch_size, resume_from=resume_from,
-            callback_on_step_end=resume if self.is_main else None, timings=timings,
-        )
-        if not self.is_main:
-            return None
+        # 3 and 4: a run stopped on the way (Ctrl-C, the disk full) first saves the last step it can go on from.
+        try:
+            # 3. Denoise to latents.
+            clock = time.perf_counter()
+            pipeline = self.pipeline
+            timings["loading"] = time.perf_counter() - clock
+            pipeline.to(self.device)  # a previous request with --save_gpu_memory may have offloaded networks
+            pipeline.scheduler = make_scheduler(args.scheduler)
+            if self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.device)
+            latents = pipeline(
+                reference_image=Image.open(args.reference_image_path).convert("RGB"), kps_images=KpsImages(kps_sequence, height, width),
+                audio_waveform=inputs.waveform, width=width, height=height, video_length=length,
+                num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+                generator=published_noise_generator(args.seed, pipeline.audio_encoder), output_type="latent",
+                context_frames=args.context_frames, context_overlap=args.context_overlap,
+                reference_attention_weight=args.reference_attention_weight,
+                audio_attention_weight=args.audio_attention_weight * args.expression_strength, num_pad_audio_frames=args.num_pad_audio_frames,
+                do_multi_devices_inference=args.do_multi_devices_inference, save_gpu_memory=args.save_gpu_memory,
+                guidance_interval=tuple(args.guidance_interval), cache_interval=args.cache_interval,
+                context_batch_size=args.context_batch_size, resume_from=resume_from,
+                callback_on_step_end=resume if self.is_main else None, timings=timings,
+            )
+            if not self.is_main:
+                return None
 
-        # 4. Decode, filter and encode, a batch of frames at a time.
-        clock = time.perf_counter()
-        frames = pipeline.stream_frames(latents, 1 if args.save_gpu_memory else args.decode_batch_frames, flicker_filter=not args.no_median_filter)
-        write_video(output, frames, length / duration, args.audio_path, num_frames=length)
-        timings["decoding and writing"] = time.perf_counter() - clock
+            # 4. Decode, filter and encode, a batch of frames at a time.
+            clock = time.perf_counter()
+            frames = pipeline.stream_frames(latents, 1 if args.save_gpu_memory else args.decode_batch_frames, flicker_filter=not args.no_median_filter)
+            write_video(output, frames, length / duration, args.audio_path, num_frames=length)
+            timings["decoding and writing"] = time.perf_counter() - clock
+        except KeyboardInterrupt:
+            handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the save short
+            try:
+                step = resume.save_latest()
+            finally:
+                signal.signal(signal.SIGINT, handler)
+            raise Interrupted(f"interrupted at step {step} of {args.num_inference_steps}; run the same command again to continue"
+                              if step is not None else "interrupted; nothing was written") from None
+        except Exception:  # the disk full, the device out of memory while decoding: the run that follows goes on from here
+            resume.save_latest()
+            raise
         resume.remove()
         return GenerationReport(
             output, count_frames(output), length / duration, duration, (width, height), strategy, self.device, self.dtype, timings,

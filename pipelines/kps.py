@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from modules.checkpoints import numpy_allowlist
-from modules.errors import VExpressError
+from modules.errors import VExpressError, first_line
 from pipelines.retarget import similarity_retarget
 
 RETARGET_STRATEGIES = ("fix_face", "no_retarget", "offset_retarget", "naive_retarget", "similarity_retarget")
@@ -43,7 +43,7 @@ def load_kps_sequence(path: str | Path) -> np.ndarray:
                 data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise KpsError(
-            f"{path}: not a readable keypoint sequence ({str(error).splitlines()[0][:200]}); expected a torch.save'd list "
+            f"{path}: not a readable keypoint sequence ({first_line(error, path)}); expected a torch.save'd list "
             "of (3, 2) float arrays, or .npy/.npz/.json; make one with scripts/extract_kps_sequence_and_audio.py"
         ) from None
     try:

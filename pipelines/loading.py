@@ -4,12 +4,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+from diffusers import AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel, UniPCMultistepScheduler
+from safetensors import SafetensorError
 from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 from modules.checkpoints import (
     DOWNLOAD_HINT, CheckpointError, load_audio_projection, load_denoising_unet, load_reference_net, load_v_kps_guider,
 )
+from modules.errors import first_line
 
 from .config import load_inference_config
 from .pipeline_v_express import VExpressPipeline
@@ -63,9 +65,17 @@ class ModelPaths:
         return rows
 
     def missing(self, needs_face_detector: bool = False) -> list[str]:
-        """One line for each file that generation needs and is not there."""
+        """One line for each file that generation needs and is not there, or is empty (a download or copy that
+        stopped before its first byte: readers would report it as corrupt, or fail without a message)."""
         parts = None if needs_face_detector else [p for p in PARTS if p != "insightface_models"]
-        return [f"{paths[0]} ({what})" for _, what, paths in self.required_files(parts) if not any(p.is_file() for p in paths)]
+        lines = []
+        for _, what, paths in self.required_files(parts):
+            present = [p for p in paths if p.is_file()]
+            if not present:
+                lines.append(f"missing model file {paths[0]} ({what})")
+            elif not any(p.stat().st_size for p in present):
+                lines.append(f"empty model file {present[0]} ({what}, 0 bytes)")
+        return lines
 
 
 # Download part -> what it is (scripts/download_models.py --include takes these names).
@@ -99,19 +109,17 @@ def load_pipeline(paths: ModelPaths, device="cpu", dtype=torch.float32, audio_pr
     """All networks from `paths`, in `dtype` on `device`. Raises CheckpointError for a missing or bad file."""
     missing = paths.missing()
     if missing:
-        raise CheckpointError(f"missing model file(s): {'; '.join(missing)}; {DOWNLOAD_HINT}")
+        raise CheckpointError(f"{'; '.join(missing)}; {DOWNLOAD_HINT}")
     config = load_inference_config()
-    try:
-        vae = AutoencoderKL.from_pretrained(paths.vae_path, torch_dtype=dtype)
-        audio_processor = Wav2Vec2FeatureExtractor.from_pretrained(paths.audio_encoder_path)
-        audio_encoder = Wav2Vec2Model.from_pretrained(paths.audio_encoder_path, torch_dtype=dtype)
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"cannot load {paths.vae_path} or {paths.audio_encoder_path}: {str(error).splitlines()[0]}; {DOWNLOAD_HINT}") from None
+    unet_config = _from_pretrained(UNet2DConditionModel.load_config, paths.unet_config_path, "UNet config")
+    vae = _from_pretrained(AutoencoderKL.from_pretrained, paths.vae_path, "VAE", torch_dtype=dtype)
+    audio_processor = _from_pretrained(Wav2Vec2FeatureExtractor.from_pretrained, paths.audio_encoder_path, "audio encoder")
+    audio_encoder = _from_pretrained(Wav2Vec2Model.from_pretrained, paths.audio_encoder_path, "audio encoder", torch_dtype=dtype)
     pipeline = VExpressPipeline(
         vae=vae.to(device).eval().requires_grad_(False),
-        reference_net=load_reference_net(paths.unet_config_path, paths.reference_net_path, dtype, device),
+        reference_net=load_reference_net(unet_config, paths.reference_net_path, dtype, device),
         denoising_unet=load_denoising_unet(
-            paths.unet_config_path, config["unet_additional_kwargs"], paths.denoising_unet_path, paths.motion_module_path, dtype, device
+            unet_config, config["unet_additional_kwargs"], paths.denoising_unet_path, paths.motion_module_path, dtype, device
         ),
         v_kps_guider=load_v_kps_guider(paths.v_kps_guider_path, dtype, device),
         audio_processor=audio_processor,
@@ -121,3 +129,12 @@ def load_pipeline(paths: ModelPaths, device="cpu", dtype=torch.float32, audio_pr
     )
     pipeline.set_progress_bar_config(leave=False)
     return pipeline
+
+
+def _from_pretrained(load, path: str, what: str, **kwargs):
+    """`load(path, **kwargs)` (a diffusers or transformers loader); a file it cannot read, truncated or corrupt, is a
+    CheckpointError naming `path`."""
+    try:
+        return load(path, **kwargs)
+    except (OSError, ValueError, SafetensorError) as error:
+        raise CheckpointError(f"{path}: cannot load the {what} ({first_line(error)}); {DOWNLOAD_HINT}") from None

@@ -14,6 +14,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from modules.checkpoints import atomic_path
+from modules.errors import NoSpaceError, VExpressError, out_of_space
 
 from .pipeline_v_express import DenoisingState
 
@@ -63,17 +64,32 @@ def load_state(path: Path, expected_fingerprint: str, report=print) -> Denoising
 
 class StateWriter:
     """The pipeline's `callback_on_step_end`: saves the state atomically, at most every `interval` seconds and
-    only after steps a resumed run can continue from exactly."""
+    only after steps a resumed run can continue from exactly; keeps the last such state in memory, for
+    `save_latest` when the run stops early. `resumed_from`: the state the file holds already."""
 
-    def __init__(self, path: Path, run_fingerprint: str, interval: float = 60.0):
+    def __init__(self, path: Path, run_fingerprint: str, interval: float = 60.0, resumed_from: DenoisingState | None = None):
         self.path, self.fingerprint, self.interval = path, run_fingerprint, interval
         self._last = time.monotonic()
+        self.latest = self.saved = resumed_from
 
     def __call__(self, pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
-        if callback_kwargs["resumable"] and time.monotonic() - self._last >= self.interval:
-            self.save(pipeline.denoising_state(step, callback_kwargs["latents"]))
-            self._last = time.monotonic()
+        if callback_kwargs["resumable"]:
+            # A copy: the next step changes the latents in place (and a Ctrl-C can land in the middle of it).
+            self.latest = pipeline.denoising_state(step, callback_kwargs["latents"].to("cpu", copy=True))
+            if time.monotonic() - self._last >= self.interval:
+                self.save(self.latest)
+                self._last = time.monotonic()
         return callback_kwargs
+
+    def save_latest(self) -> int | None:
+        """When the run stops early: the last state it can continue from saved, unless the file holds it already.
+        Returns the step the file holds (None: no file). A save that fails (the disk full) leaves the file as it was."""
+        if self.latest is not self.saved:
+            try:
+                self.save(self.latest)
+            except (VExpressError, OSError, SafetensorError):
+                pass
+        return self.saved.step if self.saved else None
 
     def save(self, state: DenoisingState) -> None:
         tensors = {"latents": state.latents.detach().cpu().contiguous()}
@@ -92,8 +108,14 @@ class StateWriter:
                         meta["scheduler_list_values"][f"{name}.{i}"] = item
             else:
                 meta["scheduler"][name] = value
-        with atomic_path(self.path) as partial:
-            save_file(tensors, partial, metadata={"resume": json.dumps(meta)})
+        try:
+            with atomic_path(self.path) as partial:
+                save_file(tensors, partial, metadata={"resume": json.dumps(meta)})
+        except (OSError, SafetensorError) as error:
+            if not out_of_space(self.path.parent, str(error)):
+                raise
+            raise NoSpaceError(self.path, sum(tensor.nbytes for tensor in tensors.values())) from None
+        self.saved = state
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -1,7 +1,11 @@
 """Video in and out: decoding frame by frame, and MP4 writing (streamed) with the input audio muxed in."""
 
+import contextlib
 import itertools
+import subprocess
+import tempfile
 from collections.abc import Iterable
+from fractions import Fraction
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -9,7 +13,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from modules.checkpoints import atomic_path
-from modules.errors import VExpressError
+from modules.errors import NoSpaceError, VExpressError, first_line, out_of_space
+
+BYTES_PER_OUTPUT_PIXEL = 0.25  # generous for H.264 at the quality written (about 0.03 measured on talking heads)
+
+
+class VideoError(VExpressError):
+    """A video file that cannot be decoded or written, with a message naming it."""
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, audio_path: str | Path | None = None,
@@ -17,36 +27,54 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, audi
     """Frames, each (H, W, 3) uint8 (an array (n, H, W, 3) or any iterable of `num_frames` of them, consumed one
     by one), -> H.264 MP4 (yuv420p) at `fps`, with the audio (AAC) padded with silence or cut to the video's
     duration: the file holds every frame. Written to a temporary file beside `path` and renamed, so `path` only
-    ever holds a complete video."""
+    ever holds a complete video. Raises VideoError when ffmpeg fails, NoSpaceError when the disk is full."""
     if num_frames is None:
         num_frames = len(frames)
     frames = iter(frames)
     first = next(frames)
     height, width = first.shape[:2]
-    duration = num_frames / fps
-    audio = ["-af", "apad", "-t", f"{duration:.6f}"] if audio_path else []  # -shortest would cut the last frame
-    with atomic_path(path) as partial:
-        writer = imageio_ffmpeg.write_frames(
-            str(partial), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=8, macro_block_size=2,
-            audio_path=str(audio_path) if audio_path else None, audio_codec="aac" if audio_path else None,
-            output_params=[*audio, "-f", "mp4"], ffmpeg_log_level="error",
-        )
+    # imageio_ffmpeg.write_frames' command (quality 8, macro_block_size 2), run here to read ffmpeg's messages and
+    # exit status: that generator sends the messages to the terminal and takes a failed trailer for success.
+    odd = ["-vf", f"scale={width + width % 2}:{height + height % 2}"] if width % 2 or height % 2 else []
+    audio = ["-af", "apad", "-t", f"{num_frames / fps:.6f}"] if audio_path else []  # -shortest would cut the last frame
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}", "-pix_fmt", "rgb24",
+        "-r", str(Fraction(fps).limit_denominator()), "-i", "-", *(["-i", str(audio_path)] if audio_path else ["-an"]),
+        "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", "10", *odd, "-v", "error", *audio, "-f", "mp4",
+        *(["-acodec", "aac", "-map", "0:v:0", "-map", "1:a:0"] if audio_path else []),
+    ]
+    sent = 0
+    with atomic_path(path) as partial, tempfile.TemporaryFile() as log:
+        # A session of its own, as imageio_ffmpeg does: Ctrl-C reaches this process alone, which stops ffmpeg.
+        process = subprocess.Popen([*command, str(partial)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
         try:
-            writer.send(None)
             for frame in tqdm(itertools.chain([first], frames), total=num_frames, desc="writing video", unit="frame", leave=False):
-                writer.send(np.ascontiguousarray(frame))
+                process.stdin.write(np.ascontiguousarray(frame))
+                sent += 1
+            process.stdin.close()
+        except BrokenPipeError:  # ffmpeg stopped early: its exit status and messages say why
+            pass
+        except BaseException:
+            process.kill()
+            raise
         finally:
-            writer.close()
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+            process.wait()
+        if process.returncode:
+            log.seek(0)
+            messages = log.read().decode(errors="replace")
+            if out_of_space(partial.parent, messages):
+                written = partial.stat().st_size if partial.is_file() else 0
+                raise NoSpaceError(path, max(num_frames * width * height * BYTES_PER_OUTPUT_PIXEL, written * num_frames / max(sent, 1)))
+            detail = (messages.strip().splitlines() or [f"exit status {process.returncode}"])[0]
+            raise VideoError(f"{path}: ffmpeg could not write the video ({detail[:200]})")
     return Path(path)
 
 
 def count_frames(path: str | Path) -> int:
     """The number of video frames in a file, counted from its packets (nothing is decoded)."""
     return imageio_ffmpeg.count_frames_and_secs(str(path))[0]
-
-
-class VideoError(VExpressError):
-    """A video file that cannot be decoded, with a message naming it."""
 
 
 def read_video(path: str | Path) -> tuple[np.ndarray, float]:
@@ -82,7 +110,7 @@ class VideoFrames:
         self.expected_frames = round(float(meta.get("duration") or 0) * self.fps) or None
 
     def _error(self, error) -> "VideoError":
-        return VideoError(f"{self.path}: cannot read this video ({str(error).splitlines()[0][:200]})")
+        return VideoError(f"{self.path}: cannot read this video ({first_line(error, self.path)}); give a video ffmpeg decodes (MP4, MOV, MKV, WebM, ...)")
 
     def __iter__(self):
         width, height = self.size

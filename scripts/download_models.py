@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modules.checkpoints import atomic_path  # noqa: E402
+from modules.errors import first_line  # noqa: E402
 from pipelines.loading import PARTS, ModelPaths  # noqa: E402
 from scripts.model_check import check_model_folder, format_table  # noqa: E402
 
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
         try:
             source, move = download(args.repo_id, parts, local_dir)
         except Exception as error:  # offline, unreachable, unknown repository: say what is missing and how to get it
-            detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            detail = first_line(error)
             missing = [row.file for row in check_model_folder(local_dir, parts, load=False) if not row.present]
             say(f"error: could not download from {args.repo_id} ({detail})")
             say(f"missing in {local_dir}: {', '.join(missing) or 'nothing'}")

@@ -6,6 +6,7 @@ costs no memory."""
 from dataclasses import dataclass
 from pathlib import Path
 
+from modules.errors import first_line
 from pipelines.loading import PARTS, ModelPaths
 
 
@@ -60,8 +61,7 @@ def _loads(folder: Path, part: str, path: Path) -> str:
 
             onnx.checker.check_model(str(path))
     except Exception as error:  # any failure to load is reported in the table, not raised
-        message = str(error).splitlines()[0].replace(f"{path}: ", "").split("; download")[0]  # the table names the file already
-        return message[:160] or type(error).__name__
+        return first_line(error, path, limit=1000).replace(f"{path}: ", "").split("; download")[0][:160]  # the table names the file already
     return "ok"
 
 

@@ -1,6 +1,7 @@
 """Shared by the CLI tests: tiny checkpoints with a marker face detector, short inputs, MP4 inspection."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -54,6 +55,13 @@ def make_inputs(folder: Path, seconds: float = 1.5) -> dict[str, Path]:
 def run_cli(script: str, *args, env=None) -> subprocess.CompletedProcess:
     environment = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True, text=True, env=environment, cwd=ROOT, timeout=600)
+
+
+def shown_lines(stderr: str) -> list[str]:
+    """The lines a terminal shows of a run's stderr, progress bars left out: each line's text after its last
+    carriage return, without cursor movements."""
+    lines = (re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line.rsplit("\r", 1)[-1]).strip() for line in stderr.split("\n"))
+    return [line for line in lines if line and not re.search(r"\| *\d+/\d+ \[", line)]
 
 
 def inspect_mp4(path: Path) -> dict:

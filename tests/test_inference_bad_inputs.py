@@ -1,18 +1,33 @@
-"""Every bad input: one clear line on stderr, exit status 2, no output file, before any network loads."""
+"""Every bad input: one clear line on stderr, exit status 2, no output file, before any network loads. And what
+stops a run on the way (an empty or truncated weight file, another run on the output, a full disk, Ctrl-C while
+loading): one line too, nothing half-written left behind."""
 
+import dataclasses
+import json
+import os
 import pickle
 import re
 import shutil
+import signal
+import subprocess
+from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 from PIL import Image
+from safetensors import safe_open
 
 import inference
 from cli_helpers import SIZE, make_inputs, make_model_ckpts, run_cli, weight_flags
-from pipelines.generation import InputError, check_output_location
+from modules.checkpoints import atomic_path, leftover_partials
+from modules.errors import VExpressError, first_line, out_of_space
+from pipelines.face import FaceDetector
+from pipelines.generation import InputError, VideoGenerator, check_output_location, check_request, output_lock
+from pipelines.loading import ModelPaths, load_pipeline
+from pipelines.resume import state_path
 
 
 class CreatesFileWhenUnpickled:
@@ -40,6 +55,8 @@ def setup(tmp_path_factory):
         pickle.dump([CreatesFileWhenUnpickled(folder / "unpickled")], f)
     Image.fromarray(np.full((SIZE, SIZE, 3), 90, np.uint8)).save(folder / "no_face.png")
     shutil.copy(files["audio"], folder / "talk.mp4")
+    for suffix in (".png", ".wav", ".pth", ".npy", ".mp4"):
+        (folder / f"zero_bytes{suffix}").touch()  # a copy or download that stopped before its first byte
     return dict(files, ckpts=ckpts, folder=folder)
 
 
@@ -70,6 +87,11 @@ def call(setup, capsys, *overrides, image=None, audio=None, output=None, weights
     (dict(args=("--kps_path", "nan.pth")), r"nan\.pth: keypoint sequence contains NaN"),
     (dict(args=("--kps_path", "payload.pth")), r"payload\.pth: not a readable keypoint sequence"),
     (dict(args=("--kps_path", "missing.pth")), r"missing\.pth: keypoint file not found"),
+    (dict(image="zero_bytes.png"), r"zero_bytes\.png: cannot open the reference image \(empty file\); use a JPG, PNG"),
+    (dict(audio="zero_bytes.wav"), r"zero_bytes\.wav: cannot read audio from this file \(empty file\); use WAV, MP3"),
+    (dict(args=("--kps_path", "zero_bytes.pth")), r"zero_bytes\.pth: not a readable keypoint sequence \(empty file\); expected a torch"),
+    (dict(args=("--kps_path", "zero_bytes.npy")), r"zero_bytes\.npy: not a readable keypoint sequence \(empty file\); expected a torch"),
+    (dict(args=("--reference_video", "zero_bytes.mp4")), r"zero_bytes\.mp4: cannot read this video \(empty file\); give a video ffmpeg decodes"),
     (dict(args=("--retarget_strategy", "mirror")), r"--retarget_strategy 'mirror' is unknown; choose one of fix_face, no_retarget"),
     (dict(args=("--kps_fit", "spiral")), r"--kps_fit 'spiral' is unknown; choose one of stretch, loop, pingpong, cut"),
     (dict(args=("--image_width", "0")), r"--image_width 0: must be between 64 and 4096"),
@@ -96,7 +118,7 @@ def test_bad_input(setup, capsys, overrides, message):
     image = folder / overrides["image"] if "image" in overrides else None
     audio = folder / overrides["audio"] if "audio" in overrides else None
     output = folder / overrides["output"] if "output" in overrides else None
-    args = [folder / a if a.endswith((".pth", ".mp4")) else a for a in overrides.get("args", ())]
+    args = [folder / a if a.endswith((".pth", ".npy", ".mp4")) else a for a in overrides.get("args", ())]
     status, err = call(setup, capsys, *args, image=image, audio=audio, output=output)
     assert status == 2
     assert len(err) == 1 and err[0].startswith("error: "), err
@@ -135,3 +157,129 @@ def test_cli_exit_status_and_silent_audio_warning(setup):
         "--output_path", output, "--image_width", SIZE, "--image_height", SIZE, "--num_inference_steps", 1, *weight_flags(setup["ckpts"]),
     )
     assert result.returncode == 0 and "the audio is silent" in result.stderr and output.is_file()
+
+
+def layout_files() -> list[tuple[str, str]]:
+    """(ModelPaths field, the file it must hold, "" for the field's own file, "a|b" for either) for every file of
+    the model folder layout."""
+    return [(f.name, names) for f in dataclasses.fields(ModelPaths) for names in f.metadata["required"]]
+
+
+@pytest.mark.parametrize("spoilt", ["empty", "truncated"])
+@pytest.mark.parametrize("field_name, names", layout_files())
+def test_an_empty_or_truncated_model_file_is_named_in_one_line(setup, tmp_path, field_name, names, spoilt):
+    paths = ModelPaths.under(setup["ckpts"])
+    original = Path(getattr(paths, field_name))
+    if names:  # a folder: a copy of it holding the spoilt file
+        copy = shutil.copytree(original, tmp_path / original.name)
+        target = next(copy / name for name in names.split("|") if (copy / name).is_file())
+    else:
+        copy = target = Path(shutil.copy(original, tmp_path / original.name))
+    data = target.read_bytes()
+    target.write_bytes(b"" if spoilt == "empty" else data[: len(data) // 2])
+    with pytest.raises(VExpressError) as raised:
+        if field_name == "insightface_model_path":
+            FaceDetector(copy, image_size=(SIZE, SIZE))
+        else:
+            load_pipeline(dataclasses.replace(paths, **{field_name: str(copy)}))
+    message = str(raised.value)
+    assert "\n" not in message and str(copy) in message and "download" in message, message
+    assert spoilt != "empty" or f"{target}: empty file" in message or f"empty model file {target}" in message, message
+
+
+def test_cli_names_an_empty_weight_file_in_one_line(setup, tmp_path):
+    empty = tmp_path / "motion_module.bin"
+    empty.touch()
+    weights = weight_flags(setup["ckpts"])
+    weights[weights.index("--motion_module_path") + 1] = str(empty)
+    result = run_cli("inference.py", "--reference_image_path", setup["image"], "--audio_path", setup["audio"], "--output_path", tmp_path / "out.mp4", *weights)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"error: empty model file {empty} (motion-module weights, 0 bytes); download the weights with: python scripts/download_models.py"
+    ]
+
+
+def test_first_line_of_a_message_less_error():
+    assert first_line(EOFError()) == "EOFError"
+    assert first_line(ValueError("\n  \nsecond line\nthird")) == "second line"
+    assert first_line(ValueError("x" * 500), limit=10) == "x" * 10
+
+
+def test_an_output_another_run_writes_is_refused_in_one_line(setup, capsys):
+    output = setup["folder"] / "out.mp4"
+    with output_lock(output):  # this process holds it, as another run would
+        status, err = call(setup, capsys)
+    assert status == 2 and err == [
+        f"error: {output} is being written by another run (pid {os.getpid()}); wait for it or choose another --output_path"
+    ]
+    assert not list(setup["folder"].glob(".out.*"))  # the lock went with its holder
+
+
+def test_two_writers_of_one_file_never_touch_each_other(tmp_path):
+    target = tmp_path / "out.mp4"
+    with atomic_path(target) as first, atomic_path(target) as second:
+        assert first != second and first.parent == second.parent == tmp_path
+        first.write_text("first")
+        second.write_text("second")
+        assert leftover_partials(target) == sorted([first, second])
+    assert target.read_text() == "first" and not leftover_partials(target)  # the outer block finished last
+    (tmp_path / ".out.partial-x.partial-1-0123abcd.mp4").touch()  # another output's ("out.partial-x.mp4")
+    assert not leftover_partials(target)
+
+
+def test_ctrl_c_while_loading_is_one_line(setup, capsys, monkeypatch):
+    import pipelines.generation
+
+    def interrupted(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C as the networks load
+        return load_pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(pipelines.generation, "load_pipeline", interrupted)
+    leftovers = [setup["folder"] / ".out.partial-1-0123abcd.mp4", setup["folder"] / "..out.mp4.resume.partial-1-0123abcd.safetensors"]
+    for leftover in leftovers:
+        leftover.touch()  # of a run killed while writing: the next run on the output clears them
+    status, err = call(setup, capsys, "--kps_path", setup["kps"])
+    assert status == 130 and err == ["interrupted; nothing was written"]
+    assert not list(setup["folder"].glob(".out.*")) and not any(leftover.exists() for leftover in leftovers)
+
+
+def test_ffmpeg_running_out_of_space_is_recognised(tmp_path):
+    if not Path("/dev/full").is_char_device():
+        pytest.skip("no /dev/full")
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=30", "-t", "1", "-f", "mp4", "-y", "/dev/full"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert out_of_space(tmp_path, result.stderr) and not out_of_space(tmp_path, "Invalid data found when processing input")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (mounting one needs root), unmounted afterwards."""
+    folder = tmp_path / "small_disk"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_a_full_disk_while_writing_the_video_is_one_line_and_keeps_the_denoising(setup, small_disk, capsys):
+    output = small_disk / "out.mp4"
+    argv = [
+        "--reference_image_path", str(setup["image"]), "--audio_path", str(setup["audio"]), "--output_path", str(output),
+        "--image_width", str(SIZE), "--image_height", str(SIZE), "--num_inference_steps", "2", *weight_flags(setup["ckpts"]),
+    ]
+    args = inference.build_parser().parse_args(argv)
+    inputs = check_request(args)  # room enough for it; then the disk fills up
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 64 * 1024))  # the resume state fits, the video not
+    with pytest.raises(VExpressError, match=rf"^no space left on device while writing {re.escape(str(output))} \(\d+ MB needed\)$"):
+        VideoGenerator(args).generate(args, inputs)
+    state = state_path(output)
+    assert sorted(small_disk.iterdir()) == sorted([filler, state])  # no video, no temporary file, no lock
+    with safe_open(state, framework="pt") as saved:
+        assert json.loads(saved.metadata()["resume"])["step"] == 2  # saved as the run stopped
+
+    filler.unlink()
+    assert inference.main(argv) == 0
+    assert f"resuming from {state}: denoising step 2 of 2 done" in capsys.readouterr().err
+    assert output.is_file() and not state.exists()

@@ -1,6 +1,6 @@
 """inference.py as users run it, with tiny checkpoints: every strategy and option writes a correct MP4 holding
-every frame its summary reports; a killed run resumes to the identical video; several processes give the same
-video as one."""
+every frame its summary reports; a run stopped with Ctrl-C says so in one line and resumes to the identical video;
+several processes give the same video as one."""
 
 import os
 import re
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cli_helpers import MARKER, ROOT, SIZE, free_port, inspect_mp4, make_inputs, make_model_ckpts, run_cli, weight_flags
+from cli_helpers import MARKER, ROOT, SIZE, free_port, inspect_mp4, make_inputs, make_model_ckpts, run_cli, shown_lines, weight_flags
 from marker_detector import draw_marker
 from pipelines.context import num_frames_for_audio, video_length
 from pipelines.resume import load_state, state_path
@@ -111,34 +111,41 @@ def test_reference_video_drives_the_keypoints(setup):
     assert_video_matches_audio(output, result)
 
 
-def test_a_killed_run_resumes_to_the_identical_video(setup):
-    steps = ("--kps_path", setup["kps"], "--num_inference_steps", 12, "--resume_interval", 0)
+def test_ctrl_c_saves_the_state_says_so_in_one_line_and_the_run_resumes_to_the_identical_video(setup):
+    steps = ("--kps_path", setup["kps"], "--num_inference_steps", 12)
     reference, _ = generate(setup, "uninterrupted", *steps)
 
-    output = setup["folder"] / "killed.mp4"
+    # Ctrl-C once the first step is done. Periodic saves are off (--resume_interval): any state is the one Ctrl-C saved.
+    output, log = setup["folder"] / "interrupted.mp4", setup["folder"] / "interrupted.stderr"
     environment = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "inference.py"), *map(str, command(setup, output, *steps))],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment, cwd=ROOT,
-    )
-    state, deadline = state_path(output), time.monotonic() + 300
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "inference.py"), *map(str, command(setup, output, *steps, "--resume_interval", 1e9))],
+            stdout=subprocess.DEVNULL, stderr=stderr, env=environment, cwd=ROOT,
+        )
+    deadline = time.monotonic() + 300
     while process.poll() is None and time.monotonic() < deadline:
-        if state.is_file():  # written atomically: complete once it is there
-            process.send_signal(signal.SIGKILL)
+        bars = re.findall(r"denoising:[^\r\n]*?(\d+)/(\d+) \[", log.read_text(errors="replace"))
+        if bars and int(bars[-1][0]) > int(bars[-1][1]) // 12:  # a window of step 2 done: step 1 is complete
+            process.send_signal(signal.SIGINT)
             break
         time.sleep(0.05)
     process.wait()
-    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    assert state.is_file() and not output.exists()
+    stderr = log.read_text()
+    assert process.returncode == 130, "the run finished before it could be interrupted" if process.returncode == 0 else stderr[-3000:]
+    lines = shown_lines(stderr)
+    match = re.fullmatch(r"interrupted at step (\d+) of 12; run the same command again to continue", lines[-1])
+    assert match and 1 <= int(match[1]) < 12 and len(lines) == 1, lines
+    state = state_path(output)
+    assert not output.exists() and sorted(output.parent.glob(f".{output.stem}*")) == [state]  # no temporary file, no lock left
 
     notes = []
     assert load_state(state, "another run", report=notes.append) is None
     assert notes == [f"note: {state} is from a run with other inputs or settings; starting from the first step"]
 
     # Restarted with --device spelt out (as accelerate launch passes it): the same run, so it resumes.
-    output, result = generate(setup, "killed", *steps, "--device", "cpu")
-    match = re.search(r"resuming from .*: denoising step (\d+) of 12 done", result.stderr)
-    assert match and 1 <= int(match[1]) < 12, result.stderr[-2000:]
+    output, result = generate(setup, "interrupted", *steps, "--device", "cpu")
+    assert f"resuming from {state}: denoising step {match[1]} of 12 done" in result.stderr, result.stderr[-2000:]
     assert (inspect_mp4(output)["frames"] == inspect_mp4(reference)["frames"]).all()
     assert not state.exists()  # removed on success
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from modules.checkpoints import atomic_path, numpy_allowlist
-from modules.errors import VExpressError
+from modules.errors import VExpressError, first_line
 
 FACE_FIELDS = ("bbox", "kps", "det_score", "landmark_2d_106", "landmark_3d_68", "pose", "gender", "age", "embedding")
 FACE_FIELD_SHAPES = {"bbox": (4,), "kps": (5, 2), "landmark_2d_106": (106, 2)}  # what training reads
@@ -44,7 +44,7 @@ def _load(path: Path, what: str):
         with torch.serialization.safe_globals(numpy_allowlist(_NUMPY_DTYPES)):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise DatasetError(f"{path}: not a readable {what} file ({str(error).splitlines()[0][:200]})") from None
+        raise DatasetError(f"{path}: not a readable {what} file ({first_line(error, path)})") from None
 
 
 def load_face_info(path: str | Path) -> list[dict]:

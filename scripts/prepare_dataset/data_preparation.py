@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from modules.checkpoints import save_file
+from modules.errors import first_line
 from pipelines.audio import AudioError, load_audio
 from pipelines.face import FaceDetector
 from pipelines.training.dataset_files import (
@@ -121,7 +122,7 @@ def check_dataset(meta_path) -> list[ClipCheck]:
         try:
             check.frames, duration = imageio_ffmpeg.count_frames_and_secs(clip["video"])
         except (RuntimeError, OSError) as error:
-            check.problems.append(f"video unreadable ({str(error).splitlines()[0][:120]})")
+            check.problems.append(f"video unreadable ({first_line(error, limit=120)})")
         try:
             check.face_frames = len(load_face_info(clip["face_info"]))
         except DatasetError as error:

@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from scripts.prepare_dataset.data_preparation import check_dataset, format_check_table, prepare_dataset  # noqa: E402
-from modules.errors import VExpressError  # noqa: E402
+from modules.errors import VExpressError, first_line  # noqa: E402
 from pipelines.training.dataset_files import DatasetError  # noqa: E402
 from pipelines.face import FaceDetector, FaceError  # noqa: E402
 
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
             audio_encoder = Wav2Vec2Model.from_pretrained(args.audio_encoder_path).to(device).eval()
         except (OSError, ValueError) as error:
             raise DatasetError(
-                f"{args.audio_encoder_path}: cannot load wav2vec2 ({str(error).splitlines()[0][:200]}); "
+                f"{args.audio_encoder_path}: cannot load wav2vec2 ({first_line(error)}); "
                 "download it with: python scripts/download_models.py --include wav2vec2-base-960h"
             ) from None
         result = prepare_dataset(args.videos_dir, args.output_dir, meta_path, detector, audio_processor, audio_encoder, report=say)

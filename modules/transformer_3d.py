@@ -97,6 +97,8 @@ class VExpressTransformerBlock(nn.Module):
         num_frames = conditions.num_frames
         rows, tokens, dim = queries.shape
         query = split_heads(self.attn1_5.to_q(queries).reshape(rows // num_frames, num_frames * tokens, dim), self.attn1_5.heads)
+        if key.shape[0] != query.shape[0]:  # several windows per call, one bank: a batch the fused kernels take (views)
+            key, value = key.expand(query.shape[0], -1, -1, -1), value.expand(query.shape[0], -1, -1, -1)
         out = merge_heads(F.scaled_dot_product_attention(query, key, value)).reshape(rows, tokens, dim)
         if conditions.reference_keep is not None:  # a zero bank has zero values: only the output bias remains
             out = out * conditions.reference_keep[:, None, None].to(out.dtype)

@@ -25,6 +25,7 @@ from modules.upsampling import use_phase_upsampling
 
 from .audio import audio_vectors_per_frame, encode_speech
 from .context import context_windows
+from .cuda_levers import CUDA_DEFAULTS, device_levers
 from .flicker_filter import FlickerFilter
 
 AUDIO_PROJECTION_FRAMES = 1024  # frames per Audio Projection call: bounds its (frames, 10, 768) input
@@ -61,8 +62,9 @@ class VExpressPipeline(DiffusionPipeline):
             audio_processor=audio_processor, audio_encoder=audio_encoder, audio_projection=audio_projection, scheduler=scheduler,
         )
         # The VAE decoder's up-samplers without their up-sampled tensors: the same sums regrouped, decodes 1.11x faster
-        # on the CPU (modules/upsampling.py). The denoising UNet's measured no gain, so they stay diffusers' own.
+        # on the CPU and 1.24x on an H200 (modules/upsampling.py). The denoising UNet's measured no gain: diffusers' own.
         use_phase_upsampling(vae)
+        self.cuda_levers = dict(CUDA_DEFAULTS)  # pipelines/cuda_levers.py; {} turns them off
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.reference_image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True)
         self.kps_image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True, do_normalize=False)
@@ -141,11 +143,13 @@ class VExpressPipeline(DiffusionPipeline):
     # 4. Latents.
 
     def prepare_latents(self, video_length, height, width, generator, latents=None, device=None) -> torch.Tensor:
-        """(1, 4, L, h, w): drawn on the CPU from `generator` (the published recipe), or the given ones, x init_noise_sigma."""
+        """(1, 4, L, h, w): drawn on the CPU from `generator` (the published recipe), or the given ones, x init_noise_sigma.
+        Drawn in float32 whatever the networks' dtype: PyTorch draws half-precision normals by another path in some
+        versions and sizes, which gave fp16 and bf16 videos other noise than fp32's (docs/benchmarks/)."""
         dtype = self.denoising_unet.dtype
         shape = (1, self.denoising_unet.config.in_channels, video_length, height // self.vae_scale_factor, width // self.vae_scale_factor)
         if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=dtype)
+            latents = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32)
         elif latents.shape != shape:
             raise ValueError(f"latents have shape {tuple(latents.shape)}; expected {shape}")
         return latents.to(device or self._execution_device, dtype) * self.scheduler.init_noise_sigma
@@ -347,64 +351,65 @@ class VExpressPipeline(DiffusionPipeline):
 
             distributed_state = PartialState(cpu=not torch.accelerator.is_available())
 
-        # 2. Encode the reference portrait and the speech.
-        reference_kv = self.encode_reference(reference_image, width, height)
-        clock.lap("reference")
-        audio_tokens = self.encode_audio(audio_waveform, video_length, num_pad_audio_frames)
-        clock.lap("audio")
-        latent_device = torch.device("cpu") if save_gpu_memory else device
-        if save_gpu_memory:
-            self._offload("reference_net", "audio_encoder", "audio_projection")
-            audio_tokens = audio_tokens.cpu()
+        with device_levers(device, self.denoising_unet, self.cuda_levers):  # CUDA's measured speed levers, same video
+            # 2. Encode the reference portrait and the speech.
+            reference_kv = self.encode_reference(reference_image, width, height)
+            clock.lap("reference")
+            audio_tokens = self.encode_audio(audio_waveform, video_length, num_pad_audio_frames)
+            clock.lap("audio")
+            latent_device = torch.device("cpu") if save_gpu_memory else device
+            if save_gpu_memory:
+                self._offload("reference_net", "audio_encoder", "audio_projection")
+                audio_tokens = audio_tokens.cpu()
 
-        # 3. Timesteps and initial latents (or where an interrupted run stopped).
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        first_step = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
-        timesteps = self.scheduler.timesteps[first_step * self.scheduler.order:]
-        if resume_from is None:
-            latents = self.prepare_latents(video_length, height, width, generator, latents, latent_device)
-            done = 0
-        else:
-            latents, done = resume_from.latents.to(latent_device, self.denoising_unet.dtype, copy=True), resume_from.step
-            for name, value in resume_from.scheduler.items():
-                setattr(self.scheduler, name, _to_devices(value, device, latent_device))
-        extra_step_kwargs = {
-            name: value for name, value in (("eta", eta), ("generator", generator))
-            if name in inspect.signature(self.scheduler.step).parameters
-        }
+            # 3. Timesteps and initial latents (or where an interrupted run stopped).
+            self.scheduler.set_timesteps(num_inference_steps, device=device)
+            first_step = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
+            timesteps = self.scheduler.timesteps[first_step * self.scheduler.order:]
+            if resume_from is None:
+                latents = self.prepare_latents(video_length, height, width, generator, latents, latent_device)
+                done = 0
+            else:
+                latents, done = resume_from.latents.to(latent_device, self.denoising_unet.dtype, copy=True), resume_from.step
+                for name, value in resume_from.scheduler.items():
+                    setattr(self.scheduler, name, _to_devices(value, device, latent_device))
+            extra_step_kwargs = {
+                name: value for name, value in (("eta", eta), ("generator", generator))
+                if name in inspect.signature(self.scheduler.step).parameters
+            }
 
-        # 4. Denoise: every step, each batch of context windows through the UNet, each frame's prediction averaged.
-        windows = context_windows(video_length, context_frames, context_overlap)
-        batches = [windows[i:i + context_batch_size] for i in range(0, len(windows), context_batch_size)]
-        conditions = dict(
-            audio_tokens=audio_tokens, kps_images=kps_images, width=width, height=height, reference_kv=reference_kv,
-            guidance_scale=guidance_scale, reference_attention_weight=reference_attention_weight,
-            audio_attention_weight=audio_attention_weight,
-        )
-        caches = {} if cache_interval > 1 else None  # batch index -> its DeepCache features
-        self._unet_calls = 0
-        with self.progress_bar(total=(len(timesteps) - done) * len(windows)) as progress:
-            progress.set_description("denoising")
-            for i, t in enumerate(timesteps):
-                if i < done:
-                    continue
-                guided = guidance_scale > 1.0 and guidance_interval[0] <= i / len(timesteps) < guidance_interval[1]
-                reuse = i % cache_interval != 0
-                prediction = self._averaged_prediction(latents, t, batches, conditions, guided, caches, reuse, progress, distributed_state)
-                latents = self._scheduler_step(prediction, t.to(latent_device), latents, extra_step_kwargs)
-                if callback is not None and i % callback_steps == 0:
-                    callback(i, t, latents.clone())  # the latents are stepped in place: a callback may keep these
-                if callback_on_step_end is not None:  # a resumed run starts without DeepCache features: only before a full step
-                    callback_on_step_end(self, i + 1, t, {"latents": latents, "resumable": (i + 1) % cache_interval == 0})
-        timings["unet_calls"] = timings.get("unet_calls", 0) + self._unet_calls
-        clock.lap("denoising")
+            # 4. Denoise: every step, each batch of context windows through the UNet, each frame's prediction averaged.
+            windows = context_windows(video_length, context_frames, context_overlap)
+            batches = [windows[i:i + context_batch_size] for i in range(0, len(windows), context_batch_size)]
+            conditions = dict(
+                audio_tokens=audio_tokens, kps_images=kps_images, width=width, height=height, reference_kv=reference_kv,
+                guidance_scale=guidance_scale, reference_attention_weight=reference_attention_weight,
+                audio_attention_weight=audio_attention_weight,
+            )
+            caches = {} if cache_interval > 1 else None  # batch index -> its DeepCache features
+            self._unet_calls = 0
+            with self.progress_bar(total=(len(timesteps) - done) * len(windows)) as progress:
+                progress.set_description("denoising")
+                for i, t in enumerate(timesteps):
+                    if i < done:
+                        continue
+                    guided = guidance_scale > 1.0 and guidance_interval[0] <= i / len(timesteps) < guidance_interval[1]
+                    reuse = i % cache_interval != 0
+                    prediction = self._averaged_prediction(latents, t, batches, conditions, guided, caches, reuse, progress, distributed_state)
+                    latents = self._scheduler_step(prediction, t.to(latent_device), latents, extra_step_kwargs)
+                    if callback is not None and i % callback_steps == 0:
+                        callback(i, t, latents.clone())  # the latents are stepped in place: a callback may keep these
+                    if callback_on_step_end is not None:  # a resumed run starts without DeepCache features: only before a full step
+                        callback_on_step_end(self, i + 1, t, {"latents": latents, "resumable": (i + 1) % cache_interval == 0})
+            timings["unet_calls"] = timings.get("unet_calls", 0) + self._unet_calls
+            clock.lap("denoising")
 
-        # 5. Decode, or hand the latents back.
-        if output_type == "latent":
-            return latents
-        video = self.decode_latents(latents, 1 if save_gpu_memory else decode_batch_frames)
-        clock.lap("decoding")
-        return video
+            # 5. Decode, or hand the latents back.
+            if output_type == "latent":
+                return latents
+            video = self.decode_latents(latents, 1 if save_gpu_memory else decode_batch_frames)
+            clock.lap("decoding")
+            return video
 
 
 def _to_devices(value, timestep_device, latent_device):

@@ -9,7 +9,6 @@ not the weights, sets the cost; nothing is downloaded.
     python scripts/benchmark_inference.py --report audio --seconds 60 600       # wav2vec2-base on 1 and 10 minutes of audio
     python scripts/benchmark_inference.py --report modes --size full --width 128 --height 128
     python scripts/benchmark_inference.py --report upsampling --case full_cpu  # regrouped up-samplers against diffusers'
-    python scripts/benchmark_inference.py --size full --device cuda --out gpu.json   # the GPU report (about 5 minutes on an H100)
 
 Reports:
 - phases: one generation in this process (the streamed path inference.py takes): seconds per phase and per UNet
@@ -21,11 +20,11 @@ Reports:
   against audio length.
 - upsampling: diffusers' Upsample2D against modules/upsampling.py's PhaseUpsample2D, in the VAE decoder (seconds
   per decoded frame) and in the denoising UNet (seconds per call on one window), and how far the outputs differ.
-- filter, audio, modes (the fast modes against the default: UNet and total seconds), gpu.
+- filter, audio, modes (the fast modes against the default: UNet and total seconds).
+The GPU report, every figure on one CUDA device, is scripts/benchmark_gpu.py.
 """
 
 import argparse
-import copy
 import json
 import os
 import re
@@ -447,100 +446,16 @@ def run_upsampling(args, pipeline=None) -> dict:
     return dict(report="upsampling", size=args.size, width=args.width, height=args.height, window_frames=frames, rows=rows)
 
 
-def best_call(call, repeats: int, synchronize) -> tuple:
-    """(the best seconds of `repeats` calls after one to warm up, the last call's result)."""
-    call()
-    synchronize()
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = call()
-        synchronize()
-        best = min(best, time.perf_counter() - started)
-    return best, result
-
-
-def run_gpu(args) -> dict:
-    """Seconds per UNet call on one window of --context_frames frames (both halves of guidance) in fp16 and bf16,
-    eager (on CUDA also with cudnn.benchmark) and compiled; accelerator seconds per second of video at 25 steps from those windows; peak memory; and a
-    short video in fp16 against the same in fp32 (same weights and noise): relative error, NaN/inf anywhere."""
-    import torch
-
-    from modules.checkpoints import DTYPES
-    from pipelines.context import context_windows
-    from pipelines.kps import KpsImages
-
-    device = torch.device(args.device)
-    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    frames = args.context_frames
-    reference, kps, waveform = sample_inputs(args.width, args.height, frames)
-    report = dict(report="gpu", device=str(device), size=args.size, width=args.width, height=args.height, window_frames=frames,
-                  unet_call_seconds={}, compile_warmup_seconds={})
-    videos, finite = {}, True
-    master = build_pipeline(args.size, torch.device("cpu"), torch.float32)  # drawn once; each dtype gets a converted copy
-    for dtype_name in ("fp32", "fp16", "bf16"):
-        pipeline = copy.deepcopy(master).to(device, DTYPES[dtype_name])
-        reset_peak_memory(device)
-        with torch.no_grad():
-            if dtype_name != "fp32":  # fp32 makes only the reference video
-                kv = pipeline.encode_reference(reference, args.width, args.height)
-                audio = pipeline.encode_audio(waveform, frames, 2)
-                kps_features = pipeline.encode_kps(KpsImages(kps, args.height, args.width), range(frames), args.width, args.height)
-                latents = torch.randn(2, 4, frames, args.height // 8, args.width // 8, generator=torch.Generator().manual_seed(0)).to(device, DTYPES[dtype_name])
-                t = torch.tensor(999, device=device)
-                unets = {"eager": pipeline.denoising_unet}
-                if device.type == "cuda":  # every window has one shape: cuDNN may pick its convolutions by timing them once
-                    unets["eager cudnn.benchmark"] = pipeline.denoising_unet
-                if not args.no_compile:
-                    started = time.perf_counter()
-                    unets["compiled"] = torch.compile(pipeline.denoising_unet, dynamic=False)
-                    unets["compiled"](latents, t, audio, kps_features, kv, num_unconditional=1)
-                    synchronize()
-                    report["compile_warmup_seconds"][dtype_name] = round(time.perf_counter() - started, 1)
-                for mode, unet in unets.items():
-                    torch.backends.cudnn.benchmark = mode.endswith("cudnn.benchmark")
-                    call = lambda: unet(latents, t, audio, kps_features, kv, num_unconditional=1)  # noqa: E731
-                    seconds, prediction = best_call(call, args.repeats, synchronize)
-                    finite = finite and bool(torch.isfinite(prediction).all())
-                    report["unet_call_seconds"][f"{dtype_name} {mode}"] = round(seconds, 4)
-                torch.backends.cudnn.benchmark = False
-            if dtype_name in ("fp32", "fp16"):
-                timings = {}
-                video = pipeline(reference_image=reference, kps_images=KpsImages(kps, args.height, args.width), audio_waveform=waveform,
-                                 width=args.width, height=args.height, video_length=frames, num_inference_steps=args.steps,
-                                 guidance_scale=3.5, generator=torch.Generator().manual_seed(0), context_frames=frames, timings=timings)
-                videos[dtype_name] = video
-                report[f"{dtype_name}_decode_seconds_per_frame"] = round(timings["decoding"] / frames, 4)
-        if device.type == "cuda":
-            report[f"peak_accelerator_memory_gib_{dtype_name}"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-        del pipeline
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    fp16, fp32 = videos["fp16"].double(), videos["fp32"].double()
-    report["fp16_vs_fp32_video_relative_error"] = float((fp16 - fp32).norm() / fp32.norm())
-    report["nan_or_inf"] = not (finite and bool(torch.isfinite(fp16).all()) and bool(torch.isfinite(fp32).all()))
-    windows_per_second = len(context_windows(30 * 60, args.context_frames, args.context_overlap)) / 60  # a minute at 30 fps
-    # Whether the regrouped up-samplers, on for the CPU only, pay on this device too (in fp16).
-    fp16_args = argparse.Namespace(**dict(vars(args), dtype="fp16"))
-    report["upsampling"] = run_upsampling(fp16_args, copy.deepcopy(master).to(device, torch.float16))["rows"]
-    for key, seconds in report["unet_call_seconds"].items():
-        dtype_name = key.split()[0]
-        decode = report.get(f"{dtype_name}_decode_seconds_per_frame", report["fp16_decode_seconds_per_frame"])
-        report.setdefault("accelerator_seconds_per_video_second_at_25_steps", {})[key] = round(windows_per_second * 25 * seconds + 30 * decode, 2)
-    return report
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--report", choices=["phases", "cli", "memory", "filter", "audio", "modes", "upsampling", "gpu"], default=None,
-                        help="default: gpu with --device cuda, else phases")
+    parser.add_argument("--report", choices=["phases", "cli", "memory", "filter", "audio", "modes", "upsampling"], default="phases")
     parser.add_argument("--case", choices=list(CASES), help="a named case (sets size, resolution, frames, windows, steps, dtype)")
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
-    parser.add_argument("--width", type=int, default=None, help="default 512 for memory, filter and gpu, 64 otherwise")
+    parser.add_argument("--width", type=int, default=None, help="default 512 for memory and filter, 64 otherwise")
     parser.add_argument("--height", type=int, default=None)
     parser.add_argument("--frames", type=int, default=48, help="video length (phases, filter, modes)")
     parser.add_argument("--seconds", type=float, nargs="+", default=[10, 60], help="audio lengths (memory, audio)")
-    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 1 for memory, 2 for gpu, 4 otherwise)")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 1 for memory, 4 otherwise)")
     parser.add_argument("--context_frames", type=int, default=24)
     parser.add_argument("--context_overlap", type=int, default=4)
     parser.add_argument("--guidance_scale", type=float, default=3.5)
@@ -551,7 +466,6 @@ def main(argv=None) -> int:
     parser.add_argument("--cache_interval", type=int, default=1)
     parser.add_argument("--context_batch_size", type=int, default=1)
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--no_compile", action="store_true", help="gpu report: skip the compiled runs")
     parser.add_argument("--repeats", type=int, default=2, help="runs per measurement; the best counts")
     parser.add_argument("--compare_with", default=None, help="another checkout of this project (cli: measured too; memory: measured instead)")
     parser.add_argument("--ckpts_dir", default=None, help="cli: keep the random checkpoint files here and reuse them")
@@ -563,13 +477,12 @@ def main(argv=None) -> int:
     import torch
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    args.report = args.report or ("gpu" if args.device.startswith("cuda") else "phases")
-    large = args.report in ("memory", "filter", "gpu")
+    large = args.report in ("memory", "filter")
     args.width, args.height = args.width or (512 if large else 64), args.height or (512 if large else 64)
-    args.steps = args.steps or {"memory": 1, "gpu": 2}.get(args.report, 4)
+    args.steps = args.steps or {"memory": 1}.get(args.report, 4)
     args.dtype = args.dtype or ("fp32" if args.device == "cpu" else "fp16")
     reports = dict(phases=run_phases, cli=run_cli, memory=run_memory, filter=run_filter, audio=run_audio, modes=run_modes,
-                   upsampling=run_upsampling, gpu=run_gpu)
+                   upsampling=run_upsampling)
     report = reports[args.report](args)
     report["settings"] = {k: v for k, v in vars(args).items() if k not in ("out",)}
     text = json.dumps(report, indent=1, default=str)

@@ -5,9 +5,9 @@ fixed keypoints around that cell (image pixels, relative to the cell's top-left 
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
+# onnx is imported by the functions that build models: tests that only draw markers (tests/test_gpu.py, on a
+# machine without onnx) import this module too.
 CELL = 8
 # (x, y) offsets in pixels from the marker cell's top-left corner: left eye, right eye, nose, mouth corners.
 KPS_OFFSETS = np.array([[-12, -8], [20, -8], [4, 8], [-8, 16], [16, 16]], dtype=np.float32)
@@ -30,6 +30,7 @@ def expected_kps(x: int, y: int) -> np.ndarray:
 
 def _stride_outputs(stride, live):
     """Nodes and initialisers giving (score, bbox, kps) for one stride, 2 anchors per cell."""
+    from onnx import helper, numpy_helper
     s = str(stride)
     nodes = [helper.make_node("AveragePool", ["input.1"], [f"pool{s}"], kernel_shape=[stride, stride], strides=[stride, stride])]
     # Greenness of a cell in the normalised RGB blob ((x - 127.5) / 128): G - (R + B) / 2, 2 for pure green.
@@ -56,6 +57,8 @@ def _stride_outputs(stride, live):
 
 def _save_in_buffalo_l(graph, model_root, name: str) -> Path:
     """Check the graph as an opset-13 model and save it as `model_root/models/buffalo_l/name`; returns `model_root`."""
+    import onnx
+    from onnx import helper
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -67,6 +70,7 @@ def _save_in_buffalo_l(graph, model_root, name: str) -> Path:
 
 def write_marker_detector(model_root: str | Path) -> Path:
     """Write `model_root/models/buffalo_l/det_10g.onnx` and return `model_root` (an --insightface_model_path)."""
+    from onnx import TensorProto, helper
     nodes, inits = [], []
     for stride in (8, 16, 32):
         stride_nodes, stride_inits = _stride_outputs(stride, live=stride == 8)
@@ -100,6 +104,7 @@ def expected_landmarks(x: int, y: int) -> np.ndarray:
 def write_landmark_model(model_root: str | Path) -> Path:
     """Write `model_root/models/buffalo_l/2d106det.onnx`: a 192x192-input model that insightface routes to its
     Landmark class and that always answers LANDMARKS_106 (so the landmarks follow the face box)."""
+    from onnx import TensorProto, helper, numpy_helper
     nodes = [
         helper.make_node("GlobalAveragePool", ["data"], ["pooled"]),
         helper.make_node("Flatten", ["pooled"], ["flat"]),

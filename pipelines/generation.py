@@ -414,7 +414,7 @@ class VideoGenerator:
             pipeline.scheduler = make_scheduler(args.scheduler)
             if self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.device)
-            latents = pipeline(
+            denoised = pipeline(
                 reference_image=Image.open(args.reference_image_path).convert("RGB"), kps_images=KpsImages(kps_sequence, height, width),
                 audio_waveform=inputs.waveform, width=width, height=height, video_length=length,
                 num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
@@ -425,8 +425,10 @@ class VideoGenerator:
                 do_multi_devices_inference=args.do_multi_devices_inference, save_gpu_memory=args.save_gpu_memory,
                 guidance_interval=tuple(args.guidance_interval), cache_interval=args.cache_interval,
                 context_batch_size=args.context_batch_size, resume_from=resume_from,
-                callback_on_step_end=resume if self.is_main else None, timings=timings,
+                callback_on_step_end=resume if self.is_main else None, return_output=True,
             )
+            latents = denoised.frames
+            timings.update(denoised.timings, unet_calls=denoised.unet_calls)
             if not self.is_main:
                 return None
 

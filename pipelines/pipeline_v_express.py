@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from diffusers import DDIMScheduler, DiffusionPipeline
 from diffusers.image_processor import VaeImageProcessor
+from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from modules.reference_net import compute_reference_bank
@@ -52,6 +53,39 @@ class DenoisingState:
     scheduler: dict = field(default_factory=dict)  # SCHEDULER_HISTORY attributes of the scheduler
 
 
+@dataclass
+class WindowConditions:
+    """What every batch of context windows is denoised with: the video's audio tokens (L, tokens, dim) and keypoint
+    images (drawn per window), the reference's keys and values, and the guidance and attention weights."""
+
+    audio_tokens: torch.Tensor
+    kps_images: Sequence
+    width: int
+    height: int
+    reference_kv: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    guidance_scale: float
+    reference_attention_weight: float
+    audio_attention_weight: float
+
+
+@dataclass
+class CachedFeatures:
+    """DeepCache: a batch of windows' deep UNet features from its last full call, and whether that call was guided."""
+
+    features: torch.Tensor | None = None
+    guided: bool = False
+
+
+@dataclass
+class VExpressPipelineOutput(BaseOutput):
+    """`frames`: the video (1, 3, L, H, W) float32 in [0, 1] on the CPU, or the final latents (1, 4, L, h, w) with
+    output_type="latent"; `timings`: seconds per phase; `unet_calls`: denoising-UNet calls made."""
+
+    frames: torch.Tensor
+    timings: dict[str, float]
+    unet_calls: int
+
+
 class VExpressPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "audio_encoder->audio_projection->v_kps_guider->reference_net->denoising_unet->vae"
 
@@ -72,7 +106,7 @@ class VExpressPipeline(DiffusionPipeline):
     # 1. Inputs.
 
     def check_inputs(
-        self, kps_images, audio_waveform, width, height, video_length, num_inference_steps, guidance_scale, strength,
+        self, *, kps_images, audio_waveform, width, height, video_length, num_inference_steps, guidance_scale, strength,
         num_images_per_prompt, output_type, context_schedule, context_frames, context_overlap, num_pad_audio_frames,
         guidance_interval, cache_interval, context_batch_size, resume_from,
     ) -> None:
@@ -128,19 +162,7 @@ class VExpressPipeline(DiffusionPipeline):
             for i in range(0, video_length, AUDIO_PROJECTION_FRAMES)
         ])
 
-    # 3. Conditions made per context window.
-
-    def encode_kps(self, kps_images: Sequence, frames: range, width: int, height: int) -> torch.Tensor:
-        """The keypoint images of `frames` (PIL images, or (H, W, 3) uint8 arrays) -> kps features (1, C, frames, h, w)."""
-        images = [kps_images[i] for i in frames]
-        if all(isinstance(image, np.ndarray) and image.shape == (height, width, 3) and image.dtype == np.uint8 for image in images):
-            # Already drawn at the right size: only uint8 crosses to the device, scaled there as preprocess would.
-            pixels = torch.from_numpy(np.stack(images)).to(self._execution_device).permute(0, 3, 1, 2).float() / 255
-        else:
-            pixels = self.kps_image_processor.preprocess(images, height=height, width=width).to(self._execution_device)
-        return self.v_kps_guider(pixels.to(self.denoising_unet.dtype).transpose(0, 1)[None])
-
-    # 4. Latents.
+    # 3. Latents.
 
     def prepare_latents(self, video_length, height, width, generator, latents=None, device=None) -> torch.Tensor:
         """(1, 4, L, h, w): drawn on the CPU from `generator` (the published recipe), or the given ones, x init_noise_sigma.
@@ -159,49 +181,57 @@ class VExpressPipeline(DiffusionPipeline):
         history = {name: getattr(self.scheduler, name) for name in SCHEDULER_HISTORY if hasattr(self.scheduler, name)}
         return DenoisingState(step, latents, {name: list(value) if isinstance(value, list) else value for name, value in history.items()})
 
-    # 5. Denoising.
+    # 4. Denoising: the keypoint features made per context window, the UNet on batches of windows.
 
-    def _predict(self, latents, t, windows, conditions, guided: bool, cache: dict | None, reuse: bool) -> torch.Tensor:
+    def encode_kps(self, kps_images: Sequence, frames: range, width: int, height: int) -> torch.Tensor:
+        """The keypoint images of `frames` (PIL images, or (H, W, 3) uint8 arrays) -> kps features (1, C, frames, h, w)."""
+        images = [kps_images[i] for i in frames]
+        if all(isinstance(image, np.ndarray) and image.shape == (height, width, 3) and image.dtype == np.uint8 for image in images):
+            # Already drawn at the right size: only uint8 crosses to the device, scaled there as preprocess would.
+            pixels = torch.from_numpy(np.stack(images)).to(self._execution_device).permute(0, 3, 1, 2).float() / 255
+        else:
+            pixels = self.kps_image_processor.preprocess(images, height=height, width=width).to(self._execution_device)
+        return self.v_kps_guider(pixels.to(self.denoising_unet.dtype).transpose(0, 1)[None])
+
+    def _predict(self, latents, t, windows, conditions: WindowConditions, guided: bool, cache: CachedFeatures | None, reuse: bool) -> torch.Tensor:
         """The (guided) v-prediction of a batch of windows in one UNet call -> (len(windows), 4, frames, h, w).
-        `cache` (DeepCache): {"features", "guided"} of this batch's last full call; with `reuse` the UNet runs only
-        its shallow branch on them (the conditional half of guided features serves an unguided call)."""
+        `cache` (DeepCache): this batch's last full call; with `reuse` the UNet runs only its shallow branch on its
+        features (the conditional half of guided features serves an unguided call)."""
         device = self._execution_device
         window_latents = torch.cat([latents[:, :, w.start:w.stop] for w in windows]).to(device)
         window_latents = self.scheduler.scale_model_input(window_latents, t)
         deep_cache = None
         if cache is not None:
-            stored = cache.get("features")
-            if reuse and stored is not None and (cache["guided"] or not guided):
-                deep_cache = DeepFeatureCache((stored if cache["guided"] == guided else stored.chunk(2)[1]).to(device), reuse=True)
+            if reuse and cache.features is not None and (cache.guided or not guided):
+                deep_cache = DeepFeatureCache((cache.features if cache.guided == guided else cache.features.chunk(2)[1]).to(device), reuse=True)
             else:
                 deep_cache = DeepFeatureCache()
         unet_kwargs = dict(
-            audio_tokens=torch.cat([conditions["audio_tokens"][w.start:w.stop] for w in windows]).to(device),
-            kps_features=torch.cat([self.encode_kps(conditions["kps_images"], w, conditions["width"], conditions["height"]) for w in windows]),
-            reference_kv=conditions["reference_kv"], reference_attention_weight=conditions["reference_attention_weight"],
-            audio_attention_weight=conditions["audio_attention_weight"], deep_cache=deep_cache,
+            audio_tokens=torch.cat([conditions.audio_tokens[w.start:w.stop] for w in windows]).to(device),
+            kps_features=torch.cat([self.encode_kps(conditions.kps_images, w, conditions.width, conditions.height) for w in windows]),
+            reference_kv=conditions.reference_kv, reference_attention_weight=conditions.reference_attention_weight,
+            audio_attention_weight=conditions.audio_attention_weight, deep_cache=deep_cache,
         )
         if guided:
             unconditional, conditional = self.denoising_unet(
                 torch.cat([window_latents] * 2), t, num_unconditional=len(windows), **unet_kwargs
             ).chunk(2)
-            prediction = unconditional + conditions["guidance_scale"] * (conditional - unconditional)
+            prediction = unconditional + conditions.guidance_scale * (conditional - unconditional)
         else:
             prediction = self.denoising_unet(window_latents, t, **unet_kwargs)
         if deep_cache is not None and not deep_cache.reuse:
-            cache.update(features=deep_cache.features.to(latents.device), guided=guided)
+            cache.features, cache.guided = deep_cache.features.to(latents.device), guided
         return prediction
 
-    def _averaged_prediction(self, latents, t, batches, conditions, guided, caches, reuse, progress, distributed_state):
-        """Each frame's prediction averaged over the windows that contain it. With several processes each computes
-        every n-th batch of windows; the predictions are exchanged exactly (the others add zeros) and summed in
-        window order, so the result is the one a single process gets."""
+    def _averaged_prediction(self, latents, t, batches, conditions, guided, caches, reuse, progress, distributed_state) -> tuple[torch.Tensor, int]:
+        """Each frame's prediction averaged over the windows that contain it, and the UNet calls made. With several
+        processes each computes every n-th batch of windows; the predictions are exchanged exactly (the others add
+        zeros) and summed in window order, so the result is the one a single process gets."""
         rank, world = (distributed_state.process_index, distributed_state.num_processes) if distributed_state else (0, 1)
         predictions = [None] * len(batches)
         for i in range(rank, len(batches), world):
-            cache = None if caches is None else caches.setdefault(i, {})
+            cache = None if caches is None else caches.setdefault(i, CachedFeatures())
             predictions[i] = self._predict(latents, t, batches[i], conditions, guided, cache, reuse)
-            self._unet_calls += 1
             progress.update(len(batches[i]))
         if world > 1:
             like = predictions[rank]
@@ -216,7 +246,7 @@ class VExpressPipeline(DiffusionPipeline):
             for window, window_prediction in zip(batch, prediction.to(latents.device).split(1)):
                 total[:, :, window.start:window.stop] += window_prediction
                 counts[window.start:window.stop] += 1
-        return total.div_(counts[:, None, None])
+        return total.div_(counts[:, None, None]), len(range(rank, len(batches), world))
 
     def _scheduler_step(self, prediction, t, latents, extra_step_kwargs) -> torch.Tensor:
         """The scheduler's step. Noise-free DDIM is elementwise, so it steps a few frames at a time, in place: a long
@@ -229,7 +259,7 @@ class VExpressPipeline(DiffusionPipeline):
             latents[:, :, frames] = self.scheduler.step(prediction[:, :, frames], t, latents[:, :, frames], **extra_step_kwargs).prev_sample
         return latents
 
-    # 6. Decoding.
+    # 5. Decoding.
 
     @torch.no_grad()
     def decode_latents(self, latents, batch_frames: int | None = None) -> torch.Tensor:
@@ -311,14 +341,14 @@ class VExpressPipeline(DiffusionPipeline):
         decode_batch_frames: int | None = None,
         resume_from: DenoisingState | None = None,
         callback_on_step_end: Callable | None = None,
-        timings: dict | None = None,
-    ) -> torch.Tensor:
+        return_output: bool = False,
+    ) -> torch.Tensor | VExpressPipelineOutput:
         """The published arguments, in their order, then keyword-only additions.
 
         reference_image: PIL image. kps_images: `video_length` keypoint images (PIL images, or (H, W, 3) uint8 arrays,
         or any sequence that makes them on demand: read one window at a time). audio_waveform: 16 kHz mono (samples,).
         strength, eta, callback(step, t, latents) every `callback_steps` steps: as published. `return_dict` is
-        accepted for the published signature; as there, the result is returned as it is.
+        accepted for the published signature, which returned the tensor whatever it said (so does this).
         output_type: "tensor", the video (1, 3, L, H, W) float32 in [0, 1] on the CPU (published), or "latent",
         the final latents (1, 4, L, h, w) for `decode_latents` or `stream_frames`.
         do_multi_devices_inference: under `accelerate launch`, each process denoises every n-th batch of windows.
@@ -334,16 +364,20 @@ class VExpressPipeline(DiffusionPipeline):
         context_batch_size: windows per UNet call. decode_batch_frames: frames per VAE call (default: what fits).
         resume_from: a DenoisingState to continue from. callback_on_step_end(pipeline, step, t, {"latents",
             "resumable"}) after every step; `resumable` says whether resuming after it gives the identical video.
-        timings: filled with seconds per phase and the number of UNet calls.
+        return_output: a VExpressPipelineOutput (the video or latents, seconds per phase, UNet calls) instead of
+            the tensor alone.
         """
         # 1. Check inputs.
         self.check_inputs(
-            kps_images, audio_waveform, width, height, video_length, num_inference_steps, guidance_scale, strength,
-            num_images_per_prompt, output_type, context_schedule, context_frames, context_overlap, num_pad_audio_frames,
-            guidance_interval, cache_interval, context_batch_size, resume_from,
+            kps_images=kps_images, audio_waveform=audio_waveform, width=width, height=height, video_length=video_length,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, strength=strength,
+            num_images_per_prompt=num_images_per_prompt, output_type=output_type, context_schedule=context_schedule,
+            context_frames=context_frames, context_overlap=context_overlap, num_pad_audio_frames=num_pad_audio_frames,
+            guidance_interval=guidance_interval, cache_interval=cache_interval, context_batch_size=context_batch_size,
+            resume_from=resume_from,
         )
         device = self._execution_device
-        timings = {} if timings is None else timings
+        timings = {}
         clock = _PhaseClock(timings, device)
         distributed_state = None
         if do_multi_devices_inference:
@@ -362,7 +396,7 @@ class VExpressPipeline(DiffusionPipeline):
                 self._offload("reference_net", "audio_encoder", "audio_projection")
                 audio_tokens = audio_tokens.cpu()
 
-            # 3. Timesteps and initial latents (or where an interrupted run stopped).
+            # 3. Latents: timesteps and initial noise (or where an interrupted run stopped).
             self.scheduler.set_timesteps(num_inference_steps, device=device)
             first_step = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
             timesteps = self.scheduler.timesteps[first_step * self.scheduler.order:]
@@ -381,13 +415,13 @@ class VExpressPipeline(DiffusionPipeline):
             # 4. Denoise: every step, each batch of context windows through the UNet, each frame's prediction averaged.
             windows = context_windows(video_length, context_frames, context_overlap)
             batches = [windows[i:i + context_batch_size] for i in range(0, len(windows), context_batch_size)]
-            conditions = dict(
+            conditions = WindowConditions(
                 audio_tokens=audio_tokens, kps_images=kps_images, width=width, height=height, reference_kv=reference_kv,
                 guidance_scale=guidance_scale, reference_attention_weight=reference_attention_weight,
                 audio_attention_weight=audio_attention_weight,
             )
-            caches = {} if cache_interval > 1 else None  # batch index -> its DeepCache features
-            self._unet_calls = 0
+            caches = {} if cache_interval > 1 else None  # batch index -> its CachedFeatures
+            unet_calls = 0
             with self.progress_bar(total=(len(timesteps) - done) * len(windows)) as progress:
                 progress.set_description("denoising")
                 for i, t in enumerate(timesteps):
@@ -395,21 +429,22 @@ class VExpressPipeline(DiffusionPipeline):
                         continue
                     guided = guidance_scale > 1.0 and guidance_interval[0] <= i / len(timesteps) < guidance_interval[1]
                     reuse = i % cache_interval != 0
-                    prediction = self._averaged_prediction(latents, t, batches, conditions, guided, caches, reuse, progress, distributed_state)
+                    prediction, calls = self._averaged_prediction(latents, t, batches, conditions, guided, caches, reuse, progress, distributed_state)
+                    unet_calls += calls
                     latents = self._scheduler_step(prediction, t.to(latent_device), latents, extra_step_kwargs)
                     if callback is not None and i % callback_steps == 0:
                         callback(i, t, latents.clone())  # the latents are stepped in place: a callback may keep these
                     if callback_on_step_end is not None:  # a resumed run starts without DeepCache features: only before a full step
                         callback_on_step_end(self, i + 1, t, {"latents": latents, "resumable": (i + 1) % cache_interval == 0})
-            timings["unet_calls"] = timings.get("unet_calls", 0) + self._unet_calls
             clock.lap("denoising")
 
             # 5. Decode, or hand the latents back.
             if output_type == "latent":
-                return latents
-            video = self.decode_latents(latents, 1 if save_gpu_memory else decode_batch_frames)
-            clock.lap("decoding")
-            return video
+                frames = latents
+            else:
+                frames = self.decode_latents(latents, 1 if save_gpu_memory else decode_batch_frames)
+                clock.lap("decoding")
+        return VExpressPipelineOutput(frames=frames, timings=timings, unet_calls=unet_calls) if return_output else frames
 
 
 def _to_devices(value, timestep_device, latent_device):

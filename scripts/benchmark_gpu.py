@@ -182,7 +182,7 @@ def best_levers(seconds: dict) -> dict:
 
 
 def generate(pipeline, inputs, frames, args, steps, **kwargs):
-    """A video (1, 3, L, H, W) float32 of `frames` frames through the pipeline, timings in kwargs['timings']."""
+    """`frames` frames through the pipeline: the video (1, 3, L, H, W) float32, or what kwargs ask for."""
     import torch
 
     from pipelines.kps import KpsImages
@@ -316,9 +316,9 @@ def run_generation(pipeline, args, seconds: float, steps: int, save_gpu_memory: 
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
-    timings, started = {}, time.perf_counter()
-    latents = generate(pipeline, inputs, frames, args, steps, output_type="latent", save_gpu_memory=save_gpu_memory, timings=timings, **kwargs)
-    clock = time.perf_counter()
+    started = time.perf_counter()
+    output = generate(pipeline, inputs, frames, args, steps, output_type="latent", save_gpu_memory=save_gpu_memory, return_output=True, **kwargs)
+    latents, timings, clock = output.frames, dict(output.timings, unet_calls=output.unet_calls), time.perf_counter()
     written = sum(1 for _ in pipeline.stream_frames(latents, 1 if save_gpu_memory else None))
     timings["decoding, filter and conversion"] = time.perf_counter() - clock
     row = dict(seconds_of_audio=seconds, frames=written, steps=steps, windows=len(context_windows(frames, args.context_frames, args.context_overlap)),
@@ -487,9 +487,8 @@ def main(argv=None) -> int:
             for name, preset in PRESETS.items():
                 preset = dict(preset)
                 pipeline.scheduler = make_scheduler(preset.pop("scheduler"))
-                timings = {}
-                generate(pipeline, inputs, frames, args, preset.pop("num_inference_steps"), output_type="latent", timings=timings, **preset)
-                entry[name] = dict(denoising_seconds=round(timings["denoising"], 3), unet_calls=timings["unet_calls"])
+                output = generate(pipeline, inputs, frames, args, preset.pop("num_inference_steps"), output_type="latent", return_output=True, **preset)
+                entry[name] = dict(denoising_seconds=round(output.timings["denoising"], 3), unet_calls=output.unet_calls)
             for name in PRESETS:
                 entry[name]["speedup"] = round(entry["published"]["denoising_seconds"] / entry[name]["denoising_seconds"], 2)
             pipeline.scheduler = make_scheduler("ddim")

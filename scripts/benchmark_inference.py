@@ -144,19 +144,18 @@ def run_phases(args) -> dict:
     for _ in range(args.repeats):
         before = memory_now()["VmRSS"]
         reset_peak_memory(device)
-        timings, started = {}, time.perf_counter()
-        latents = pipeline(
+        started = time.perf_counter()
+        output = pipeline(
             reference_image=reference, kps_images=KpsImages(kps, args.height, args.width), audio_waveform=waveform, width=args.width,
             height=args.height, video_length=args.frames, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
             context_frames=args.context_frames, context_overlap=args.context_overlap, generator=torch.Generator().manual_seed(0),
             output_type="latent", context_batch_size=args.context_batch_size, guidance_interval=tuple(args.guidance_interval),
-            cache_interval=args.cache_interval, timings=timings,
+            cache_interval=args.cache_interval, return_output=True,
         )
-        clock = time.perf_counter()
+        timings, unet_calls, clock = output.timings, output.unet_calls, time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
-            write_video(Path(folder) / "video.mp4", pipeline.stream_frames(latents), 30.0, num_frames=args.frames)
+            write_video(Path(folder) / "video.mp4", pipeline.stream_frames(output.frames), 30.0, num_frames=args.frames)
         timings["decoding and writing"] = time.perf_counter() - clock
-        unet_calls = timings.pop("unet_calls")
         run = dict(
             seconds=round(time.perf_counter() - started, 3), seconds_per_phase={k: round(v, 3) for k, v in timings.items()},
             unet_calls=unet_calls, seconds_per_unet_call=round(timings["denoising"] / unet_calls, 3),
@@ -373,11 +372,11 @@ def run_modes(args) -> dict:
         mode = dict(mode)
         mode["num_inference_steps"] = mode.pop("steps")
         pipeline.scheduler = make_scheduler(mode.pop("scheduler"))
-        timings, started = {}, time.perf_counter()
-        pipeline(reference_image=reference, kps_images=KpsImages(kps, args.height, args.width), audio_waveform=waveform,
-                 width=args.width, height=args.height, video_length=args.frames, guidance_scale=args.guidance_scale,
-                 generator=torch.Generator().manual_seed(0), timings=timings, context_frames=args.context_frames,
-                 context_overlap=args.context_overlap, **mode)
+        started = time.perf_counter()
+        timings = pipeline(reference_image=reference, kps_images=KpsImages(kps, args.height, args.width), audio_waveform=waveform,
+                           width=args.width, height=args.height, video_length=args.frames, guidance_scale=args.guidance_scale,
+                           generator=torch.Generator().manual_seed(0), return_output=True, context_frames=args.context_frames,
+                           context_overlap=args.context_overlap, **mode).timings
         rows.append(dict(mode=name, unet_seconds=round(timings["denoising"], 2), total_seconds=round(time.perf_counter() - started, 2)))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     for row in rows:

@@ -168,11 +168,14 @@ def generate(pipeline, inputs: dict, steps: int, seed: int = 0, scheduler: str =
     from pipelines.loading import make_scheduler
 
     pipeline.scheduler = make_scheduler(scheduler)
-    video = pipeline(
+    output = pipeline(
         reference_image=inputs["reference"], kps_images=KpsImages(inputs["kps"], SIZE, SIZE), audio_waveform=inputs["waveform"],
         width=SIZE, height=SIZE, video_length=inputs["length"], num_inference_steps=steps, guidance_scale=3.5, context_frames=24,
-        generator=torch.Generator().manual_seed(seed), timings=timings, **mode,
+        generator=torch.Generator().manual_seed(seed), return_output=True, **mode,
     )
+    video = output.frames
+    if timings is not None:
+        timings.update(output.timings)
     return (video[0].permute(1, 2, 3, 0).numpy() * 255).astype(np.uint8), inputs["kps"]
 
 

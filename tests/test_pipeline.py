@@ -83,10 +83,14 @@ def test_windows_per_unet_call_keep_the_numbers_and_guidance_interval_halves_the
     batch_sizes = []
     hook = pipeline.denoising_unet.register_forward_pre_hook(lambda module, args: batch_sizes.append(args[0].shape[0]))
     try:
-        pipeline(**{**inputs, "num_inference_steps": 4}, latents=case["initial_latents"], guidance_interval=(0.25, 0.75), context_batch_size=3)
+        output = pipeline(**{**inputs, "num_inference_steps": 4}, latents=case["initial_latents"], guidance_interval=(0.25, 0.75),
+                          context_batch_size=3, return_output=True)
     finally:
         hook.remove()
     assert batch_sizes == [3, 6, 6, 3]  # 3 windows per call; both halves of guidance only on steps 1 and 2 of 4
+    # The structured result: the video the published call returns, the calls counted, every phase timed.
+    assert output.unet_calls == len(batch_sizes) and output.frames.shape == batched.shape
+    assert list(output.timings) == ["reference", "audio", "denoising", "decoding"] and min(output.timings.values()) > 0
 
 
 def test_deep_cache_reuses_the_deep_features_of_the_last_full_step(pipeline, inputs):

@@ -28,8 +28,8 @@ from modules.checkpoints import (
 )
 from modules.errors import VExpressError, first_line
 from pipelines.config import load_inference_config
-from pipelines.training.dataset import SampleKeys, TalkingHeadDataset
-from pipelines.training.step import MODULE_NAMES, StepSettings, VExpressNetworks, training_noise_scheduler, training_step
+from training.dataset import SampleKeys, TalkingHeadDataset
+from training.step import MODULE_NAMES, StepSettings, VExpressNetworks, training_noise_scheduler, training_step
 
 DEFAULTS_PATH = Path(__file__).parent / "training_configs" / "defaults.yaml"
 DENOISING_UNET_STATE_DICT_TYPES = ("moore_pretrained", "old_attn", "new_attn")

@@ -13,8 +13,8 @@ from modules.checkpoints import (
 )
 from modules.errors import first_line
 
-from .config import load_inference_config
-from .pipeline_v_express import VExpressPipeline
+from pipelines.config import load_inference_config
+from pipelines.pipeline_v_express import VExpressPipeline
 
 
 MODEL_ROOT = "./model_ckpts/"

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import PIL.Image
 import torch
 import torch.distributed as dist
 from diffusers import DDIMScheduler, DiffusionPipeline
@@ -21,13 +20,13 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from modules.reference_net import compute_reference_bank
-from modules.unet_3d import DeepFeatureCache, fold_frames, unfold_frames
+from modules.unet_3d import DeepFeatureCache, fold_frames
 from modules.upsampling import use_phase_upsampling
 
-from .audio import audio_vectors_per_frame, encode_speech
-from .context import context_windows
-from .cuda_levers import CUDA_DEFAULTS, device_levers
-from .flicker_filter import FlickerFilter
+from pipelines.speech import audio_vectors_per_frame, encode_speech
+from pipelines.context import context_windows
+from pipelines.cuda_levers import CUDA_DEFAULTS, device_levers
+from pipelines.flicker_filter import FlickerFilter
 
 AUDIO_PROJECTION_FRAMES = 1024  # frames per Audio Projection call: bounds its (frames, 10, 768) input
 STEP_FRAMES = 64  # frames per DDIM step: bounds the step's temporaries

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.requests import script_parser, split_command_line  # noqa: E402
+from app.requests import script_parser, split_command_line  # noqa: E402
 
 
 def build_parser():
@@ -32,7 +32,7 @@ def build_parser():
 def main(argv=None) -> int:
     import warnings
 
-    from pipelines.batch import run_batch
+    from app.batch import run_batch
 
     args, common_argv = split_command_line(build_parser(), argv, per_video_flags=True)
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -104,7 +104,7 @@ class WindowCall:
     def __init__(self, pipeline, inputs, frames: int, width: int, height: int, batch: int = 1):
         import torch
 
-        from pipelines.kps import KpsImages
+        from motion.keypoints import KpsImages
 
         reference, kps, waveform = inputs
         device, dtype = pipeline.device, pipeline.denoising_unet.dtype
@@ -185,7 +185,7 @@ def generate(pipeline, inputs, frames, args, steps, **kwargs):
     """`frames` frames through the pipeline: the video (1, 3, L, H, W) float32, or what kwargs ask for."""
     import torch
 
-    from pipelines.kps import KpsImages
+    from motion.keypoints import KpsImages
 
     reference, kps, waveform = inputs
     return pipeline(
@@ -281,7 +281,7 @@ def measure_filter_and_audio(entry: dict, pipeline, args, synchronize) -> None:
     import torch
 
     from benchmark_inference import sample_inputs
-    from pipelines.audio import SAMPLING_RATE
+    from pipelines.speech import SAMPLING_RATE
     from pipelines.flicker_filter import FlickerFilter
 
     device = pipeline.device
@@ -477,7 +477,7 @@ def main(argv=None) -> int:
         if entry is not None:
             measure_filter_and_audio(entry, pipeline, args, synchronize)
 
-    from pipelines.generation import PRESETS
+    from app.generation import PRESETS
     from pipelines.loading import make_scheduler
 
     with report.section("presets", needs_seconds=30) as entry:

@@ -70,7 +70,7 @@ def build_pipeline(size: str, device, dtype, seed: int = 0):
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     from modules import AudioProjection, UNet3DConditionModel, VKpsGuider, reference_net_from_config
-    from pipelines.audio import SAMPLING_RATE
+    from pipelines.speech import SAMPLING_RATE
     from pipelines.config import load_inference_config
     from pipelines.pipeline_v_express import VExpressPipeline
     from scripts import make_tiny_checkpoints as tiny
@@ -110,7 +110,7 @@ def sample_inputs(width: int, height: int, frames: int, seed: int = 0):
     import torch
     from PIL import Image
 
-    from pipelines.audio import SAMPLING_RATE
+    from pipelines.speech import SAMPLING_RATE
 
     rng = np.random.default_rng(seed)
     reference = Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
@@ -127,9 +127,9 @@ def run_phases(args) -> dict:
     import torch
 
     from modules.checkpoints import DTYPES
-    from pipelines.kps import KpsImages
+    from motion.keypoints import KpsImages
     from pipelines.loading import make_scheduler
-    from pipelines.video import write_video
+    from media.video import write_video
 
     device = torch.device(args.device)
     started = time.perf_counter()
@@ -200,7 +200,7 @@ def write_cli_inputs(folder: Path, width: int, height: int, frames: int) -> list
     import numpy as np
     import soundfile
 
-    from pipelines.audio import SAMPLING_RATE
+    from pipelines.speech import SAMPLING_RATE
 
     reference, kps, waveform = sample_inputs(width, height, frames)
     reference.save(folder / "face.png")
@@ -241,7 +241,7 @@ def run_cli(args) -> dict:
     """The case end to end through inference.py: this checkout, and --compare_with's, alternating."""
     import numpy as np
 
-    from pipelines.video import read_video
+    from media.video import read_video
 
     repos = [ROOT] + ([Path(args.compare_with).resolve()] if args.compare_with else [])
     with tempfile.TemporaryDirectory() as folder:
@@ -325,7 +325,7 @@ def run_audio(args) -> dict:
     the audio phase, chunked (what generation does) and, for audio short enough, in one pass for comparison."""
     import torch
 
-    from pipelines.audio import SAMPLING_RATE, encode_speech
+    from pipelines.speech import SAMPLING_RATE, encode_speech
 
     device = torch.device(args.device)
     pipeline = build_pipeline("full", device, torch.float32)
@@ -360,7 +360,7 @@ def run_modes(args) -> dict:
     import torch
 
     from modules.checkpoints import DTYPES
-    from pipelines.kps import KpsImages
+    from motion.keypoints import KpsImages
     from pipelines.loading import make_scheduler
     from scripts.learning_check import modes_and_presets
 
@@ -394,7 +394,7 @@ def run_upsampling(args, pipeline=None) -> dict:
 
     from modules.checkpoints import DTYPES
     from modules.upsampling import PhaseUpsample2D, use_phase_upsampling
-    from pipelines.kps import KpsImages
+    from motion.keypoints import KpsImages
 
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

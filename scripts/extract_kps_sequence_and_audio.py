@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modules.checkpoints import atomic_path, save_file  # noqa: E402
 from modules.errors import VExpressError  # noqa: E402
-from pipelines.face import FaceDetector  # noqa: E402
-from pipelines.kps_extraction import extract_kps_sequence  # noqa: E402
+from media.face import FaceDetector  # noqa: E402
+from media.kps_extraction import extract_kps_sequence  # noqa: E402
 
 
 class NoAudioTrack(Exception):

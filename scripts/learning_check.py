@@ -29,9 +29,9 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.training.dataset_files import load_face_info, read_meta  # noqa: E402
-from pipelines.kps import draw_kps_image  # noqa: E402
-from pipelines.video import read_video  # noqa: E402
+from training.dataset_files import load_face_info, read_meta  # noqa: E402
+from motion.keypoints import draw_kps_image  # noqa: E402
+from media.video import read_video  # noqa: E402
 from scripts.make_synthetic_dataset import write_synthetic_dataset  # noqa: E402
 from scripts.make_tiny_checkpoints import write_tiny_checkpoints  # noqa: E402
 
@@ -153,7 +153,7 @@ def load_clip(clip: dict) -> dict:
     """The held-out clip's inputs, read once: its first frame (the portrait), its first frames' keypoints and its sound."""
     from PIL import Image
 
-    from pipelines.audio import load_audio
+    from media.audio import load_audio
 
     frames, _ = read_video(clip["video"])
     length = min(len(frames), 24)
@@ -164,7 +164,7 @@ def load_clip(clip: dict) -> dict:
 def generate(pipeline, inputs: dict, steps: int, seed: int = 0, scheduler: str = "ddim", timings: dict | None = None, **mode) -> tuple[np.ndarray, np.ndarray]:
     """The held-out clip (`load_clip`) re-generated from its first frame, its sound and its keypoints: (frames, driving
     kps). `scheduler` and `mode` (guidance_interval, cache_interval) select a fast mode."""
-    from pipelines.kps import KpsImages
+    from motion.keypoints import KpsImages
     from pipelines.loading import make_scheduler
 
     pipeline.scheduler = make_scheduler(scheduler)
@@ -197,7 +197,7 @@ MODES = {
 def modes_and_presets() -> dict[str, dict]:
     """MODES and the presets other than the default, as {name: (scheduler, steps, guidance_interval, cache_interval)}:
     what compare_modes (and benchmark_inference.py --report modes) measure."""
-    from pipelines.generation import PRESETS
+    from app.generation import PRESETS
 
     modes = dict(MODES)
     for name, preset in PRESETS.items():
@@ -226,7 +226,7 @@ def compare_modes(pipeline, inputs: dict, opening: np.ndarray) -> list[dict]:
 
 
 def format_modes(rows: list[dict]) -> str:
-    """The comparison as a Markdown table (README's speed section)."""
+    """The comparison as a Markdown table (docs/speed.md)."""
     lines = ["| mode | UNet speed-up | total speed-up | face-centre error px | eye error px | lip-sync r | PSNR vs default dB |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

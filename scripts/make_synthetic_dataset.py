@@ -19,7 +19,7 @@ import soundfile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modules.checkpoints import save_file  # noqa: E402
-from pipelines.training.dataset_files import write_meta  # noqa: E402
+from training.dataset_files import write_meta  # noqa: E402
 
 SAMPLE_RATE = 16000
 
@@ -98,7 +98,7 @@ def write_synthetic_dataset(out_dir, num_clips: int, num_frames: int, size: int,
     from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     from scripts.prepare_dataset.data_preparation import clip_audio_embeddings, clip_paths
-    from pipelines.video import write_video
+    from media.video import write_video
 
     out_dir = Path(out_dir)
     processor = Wav2Vec2FeatureExtractor.from_pretrained(audio_encoder_path)

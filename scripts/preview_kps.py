@@ -22,9 +22,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modules.errors import VExpressError  # noqa: E402
-from pipelines.kps import RETARGET_STRATEGIES  # noqa: E402
-from pipelines.motion import HEAD_MOTIONS, KPS_FITS, MAX_HEAD_MOTION_STRENGTH  # noqa: E402
-from pipelines.preview import PreviewError, PreviewFrames, check_preview_options, load_portrait, plan_preview, preview_picture  # noqa: E402
+from motion.retarget import RETARGET_STRATEGIES  # noqa: E402
+from motion.plan import HEAD_MOTIONS, KPS_FITS, MAX_HEAD_MOTION_STRENGTH  # noqa: E402
+from app.preview import PreviewError, PreviewFrames, check_preview_options, load_portrait, plan_preview, preview_picture  # noqa: E402
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
         Image.fromarray(preview_picture(portrait, kps[args.frame])).save(output)
         print(f"wrote {output}: frame {args.frame} of {len(kps)}")
         return 0
-    from pipelines.video import write_video
+    from media.video import write_video
 
     write_video(output, PreviewFrames(portrait, kps), fps, args.audio_path)
     print(f"wrote {output}: {len(kps)} frames at {fps:.3f} fps, {strategy}, fit {args.kps_fit}, head motion {args.head_motion}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.requests import script_parser, split_command_line  # noqa: E402
+from app.requests import script_parser, split_command_line  # noqa: E402
 
 INSTALL_HINT = "error: the web UI needs Gradio, which the CLI does not install: pip install -r requirements-ui.txt"
 
@@ -39,7 +39,7 @@ def check_address(host: str, port: int) -> None:
 
 def build_page(gr, app):
     """The page: inputs on the left, the keypoint preview, the video and the messages on the right."""
-    from pipelines.kps import RETARGET_STRATEGIES
+    from motion.retarget import RETARGET_STRATEGIES
 
     defaults = app.defaults
     # delete_cache: Gradio keeps every upload and every video it served; drop those a day old, once a day.
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     import warnings
 
     from modules.errors import VExpressError
-    from pipelines.web_ui import WebGenerator
+    from app.web_ui import WebGenerator
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from marker_detector import draw_marker, write_marker_detector
-from pipelines.kps import load_kps_sequence
+from motion.keypoints import load_kps_sequence
 from pipelines.loading import ModelPaths
 from scripts.make_tiny_checkpoints import write_tiny_checkpoints
 

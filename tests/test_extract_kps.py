@@ -5,8 +5,8 @@ import torch
 
 from cli_helpers import ROOT, run_cli, write_lossless_video
 from marker_detector import draw_marker, expected_kps, write_marker_detector
-from pipelines.audio import load_audio
-from pipelines.kps import load_kps_sequence
+from media.audio import load_audio
+from motion.keypoints import load_kps_sequence
 
 
 def test_keypoints_follow_the_face_and_gaps_are_filled(tmp_path):

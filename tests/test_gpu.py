@@ -19,8 +19,8 @@ from cli_helpers import ROOT, inspect_mp4, make_inputs, weight_flags
 from modules.errors import first_line
 from pipelines.context import num_frames_for_audio, video_length
 from pipelines.cuda_levers import CUDA_DEFAULTS, SDPA_BACKENDS, unet_levers
-from pipelines.kps import KpsImages
-from pipelines.resume import state_path
+from motion.keypoints import KpsImages
+from app.resume import state_path
 from scripts.benchmark_inference import build_pipeline, sample_inputs
 from scripts.make_tiny_checkpoints import write_tiny_checkpoints
 from tiny import rel_err

@@ -24,10 +24,10 @@ import inference
 from cli_helpers import SIZE, make_inputs, make_model_ckpts, run_cli, weight_flags
 from modules.checkpoints import atomic_path, leftover_partials
 from modules.errors import VExpressError, first_line, out_of_space
-from pipelines.face import FaceDetector
-from pipelines.generation import InputError, VideoGenerator, check_output_location, check_request, output_lock
+from media.face import FaceDetector
+from app.generation import InputError, VideoGenerator, check_output_location, check_request, output_lock
 from pipelines.loading import ModelPaths, load_pipeline
-from pipelines.resume import state_path
+from app.resume import state_path
 
 
 class CreatesFileWhenUnpickled:
@@ -227,13 +227,13 @@ def test_two_writers_of_one_file_never_touch_each_other(tmp_path):
 
 
 def test_ctrl_c_while_loading_is_one_line(setup, capsys, monkeypatch):
-    import pipelines.generation
+    import app.generation
 
     def interrupted(*args, **kwargs):
         signal.raise_signal(signal.SIGINT)  # Ctrl-C as the networks load
         return load_pipeline(*args, **kwargs)
 
-    monkeypatch.setattr(pipelines.generation, "load_pipeline", interrupted)
+    monkeypatch.setattr(app.generation, "load_pipeline", interrupted)
     leftovers = [setup["folder"] / ".out.partial-1-0123abcd.mp4", setup["folder"] / "..out.mp4.resume.partial-1-0123abcd.safetensors"]
     for leftover in leftovers:
         leftover.touch()  # of a run killed while writing: the next run on the output clears them

@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image
 
 from cli_helpers import run_cli
-from pipelines.video import read_video
+from media.video import read_video
 from scripts.learning_check import SIZE, follow_scores
 from scripts.make_synthetic_dataset import synthetic_clip
 

@@ -1,7 +1,7 @@
 """Motion beyond the published strategies, against synthetic faces of known geometry: similarity_retarget,
 the speech-driven head motion, and the driving-sequence fits; and the MP4 preview that plans the same frames.
 
-`python tests/test_motion.py` prints the table of retargeting errors that README shows."""
+`python tests/test_motion.py` prints the table of retargeting errors that docs/motion.md shows."""
 
 import functools
 import math
@@ -15,10 +15,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for `python tests/test_motion.py`
 
-from pipelines.head_motion import AMPLITUDES, MAX_OFFSET_SPEED, head_offsets, sway  # noqa: E402
-from pipelines.kps import RETARGET_STRATEGIES, draw_kps_image, load_kps_sequence, resample_kps_sequence, retarget_kps  # noqa: E402
-from pipelines.motion import LOOP_CROSSFADE_FRAMES, fit_kps_sequence, plan_keypoints  # noqa: E402
-from pipelines.retarget import face_pose, pose_kps  # noqa: E402
+from motion.head_motion import AMPLITUDES, MAX_OFFSET_SPEED, head_offsets, sway  # noqa: E402
+from motion.keypoints import draw_kps_image, load_kps_sequence, resample_kps_sequence
+from motion.retarget import RETARGET_STRATEGIES, retarget_kps  # noqa: E402
+from motion.plan import LOOP_CROSSFADE_FRAMES, fit_kps_sequence, plan_keypoints  # noqa: E402
+from motion.retarget import face_pose, pose_kps  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ("fix_face", "no_retarget", "offset_retarget", "naive_retarget")
@@ -305,7 +306,7 @@ def test_preview_mp4_draws_the_planned_sequence(tmp_path):
     """One run of the script: similarity_retarget on the marker face, pingpong, natural head motion."""
     from cli_helpers import SIZE, inspect_mp4, make_inputs, run_cli
     from marker_detector import expected_kps, write_marker_detector
-    from pipelines.audio import load_audio
+    from media.audio import load_audio
     from pipelines.context import num_frames_for_audio, video_length
 
     inputs, detector = make_inputs(tmp_path), write_marker_detector(tmp_path / "insightface")

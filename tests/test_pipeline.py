@@ -6,7 +6,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from pipelines.audio import load_audio
+from media.audio import load_audio
 from pipelines.loading import ModelPaths, load_pipeline
 from pipelines.pipeline_v_express import published_noise_generator
 from tiny import GOLDEN, GOLDEN_ARCH, GOLDEN_CKPTS, golden_case, rel_err
@@ -112,7 +112,7 @@ def test_resuming_from_a_saved_state_gives_the_same_latents(pipeline, inputs, sc
     """The state after step 2 of 4 goes through the resume file (safetensors) and back; the run that continues
     from it ends with exactly the latents of the uninterrupted run, multistep history included."""
     from pipelines.loading import make_scheduler
-    from pipelines.resume import StateWriter, load_state
+    from app.resume import StateWriter, load_state
 
     case = golden_case("pipeline")
     pipeline.scheduler = make_scheduler(scheduler)
@@ -163,8 +163,8 @@ def test_the_inference_side_imports_no_training_module():
 
     from cli_helpers import ROOT
 
-    code = ("import sys, inference, pipelines, pipelines.loading, pipelines.generation, pipelines.pipeline_v_express; "
-            "inference.build_parser(); print(sorted(m for m in sys.modules if m.startswith(('pipelines.training', 'train'))))")
+    code = ("import sys, inference, pipelines, pipelines.loading, app.generation, pipelines.pipeline_v_express; "
+            "inference.build_parser(); print(sorted(m for m in sys.modules if m.startswith(('training', 'train'))))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -8,11 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines.audio import audio_vectors_per_frame, resample
+from media.audio import resample
+from pipelines.speech import audio_vectors_per_frame
 from pipelines.context import context_windows, video_length
-from pipelines.kps import closest_pose_frame, draw_kps_image, load_kps_sequence, resample_kps_sequence, retarget_kps
+from motion.keypoints import draw_kps_image, load_kps_sequence, resample_kps_sequence
+from motion.retarget import closest_pose_frame, retarget_kps
 from pipelines.flicker_filter import median_filter_video
-from pipelines.video import VideoError, VideoFrames, read_video, read_video_frames
+from media.video import VideoError, VideoFrames, read_video, read_video_frames
 from cli_helpers import write_lossless_video
 from tiny import GOLDEN, golden_case, rel_err
 
@@ -140,7 +142,7 @@ def test_audio_formats_decode_to_16k_mono(tmp_path, suffix, codec):
     import imageio_ffmpeg
     import soundfile as sf
 
-    from pipelines.audio import load_audio
+    from media.audio import load_audio
 
     t = np.arange(44100 * 2) / 44100
     sf.write(tmp_path / "stereo.wav", np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 330 * t)], axis=1) * 0.5, 44100)
@@ -191,7 +193,7 @@ def test_flicker_filter_streams_exactly_and_commutes_with_uint8():
 def test_long_audio_encodes_in_chunks_to_the_single_pass_states():
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-    from pipelines.audio import encode_speech
+    from pipelines.speech import encode_speech
     from scripts.make_tiny_checkpoints import WAV2VEC2_CONFIG
 
     encoder = Wav2Vec2Model(Wav2Vec2Config(**WAV2VEC2_CONFIG)).eval()

@@ -9,9 +9,9 @@ import torch
 
 from cli_helpers import ROOT, run_cli, write_lossless_video
 from marker_detector import draw_marker, expected_kps, expected_landmarks, write_landmark_model, write_marker_detector
-from pipelines.training.dataset_files import load_audio_embeddings, load_face_info, read_meta
-from pipelines.kps import numpy_allowlist
-from pipelines.training.dataset import TalkingHeadDataset
+from training.dataset_files import load_audio_embeddings, load_face_info, read_meta
+from modules.checkpoints import numpy_allowlist
+from training.dataset import TalkingHeadDataset
 from scripts.make_tiny_checkpoints import write_tiny_checkpoints
 
 SIZE, FPS, FRAMES = 64, 25, 50

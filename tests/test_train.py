@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 
 from cli_helpers import ROOT, free_port, inspect_mp4, run_cli
 from modules.checkpoints import read_state_dict
-from pipelines.training.step import StepSettings, training_noise_scheduler, training_step
-from pipelines.training.dataset import TalkingHeadDataset
+from training.step import StepSettings, training_noise_scheduler, training_step
+from training.dataset import TalkingHeadDataset
 from scripts.make_synthetic_dataset import write_synthetic_dataset
 from scripts.make_tiny_checkpoints import write_tiny_checkpoints
 from train import build_networks, load_config
@@ -193,7 +193,7 @@ def test_saved_files_generate_a_video_with_inference_py(workspace, tmp_path):
     torch.save([torch.tensor([[20.0, 24.0], [34.0, 24.0], [27.0, 32.0]]).numpy()] * 20, tmp_path / "kps.pth")
     from PIL import Image
 
-    from pipelines.video import read_video
+    from media.video import read_video
 
     frames, _ = read_video(root / "data" / "videos" / "clip_000.mp4")
     Image.fromarray(frames[0]).save(tmp_path / "reference.png")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.audio import audio_vectors_per_frame
-from pipelines.training.dataset_files import DatasetError, load_audio_embeddings, load_face_info, read_meta
-from pipelines.training.dataset import SampleKeys, TalkingHeadDataset, lip_mask, random_resized_crop_box, resize_image
-from pipelines.video import read_video, read_video_frames
+from pipelines.speech import audio_vectors_per_frame
+from training.dataset_files import DatasetError, load_audio_embeddings, load_face_info, read_meta
+from training.dataset import SampleKeys, TalkingHeadDataset, lip_mask, random_resized_crop_box, resize_image
+from media.video import read_video, read_video_frames
 from scripts.make_synthetic_dataset import write_synthetic_dataset
 from scripts.make_tiny_checkpoints import write_tiny_checkpoints
 

@@ -192,8 +192,8 @@ def test_two_visitors_queue_for_one_generation_at_a_time(open_page, files):
 
 def test_page_values_become_an_inference_request(files):
     """Without a browser: how the page's values reach inference.py's parser (the rest of the tests use the page)."""
-    from pipelines.generation import PRESETS
-    from pipelines.web_ui import PageError, WebGenerator
+    from app.generation import PRESETS
+    from app.web_ui import PageError, WebGenerator
 
     app = WebGenerator(["--save_gpu_memory", "--preset", "fast", *map(str, weight_flags(files["ckpts"]))], files["folder"] / "unit")
     assert app.defaults.num_inference_steps == PRESETS["fast"]["num_inference_steps"] and app.defaults.save_gpu_memory  # the page starts from the command line

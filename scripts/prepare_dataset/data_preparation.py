@@ -13,12 +13,12 @@ from tqdm.auto import tqdm
 
 from modules.checkpoints import save_file
 from modules.errors import first_line
-from pipelines.audio import AudioError, load_audio
-from pipelines.face import FaceDetector
-from pipelines.training.dataset_files import (
+from media.audio import AudioError, load_audio
+from media.face import FaceDetector
+from training.dataset_files import (
     DatasetError, face_record, load_audio_embeddings, load_face_info, read_meta, write_json, write_meta,
 )
-from pipelines.video import VideoError, VideoFrames
+from media.video import VideoError, VideoFrames
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 AUDIO_VECTORS_PER_SECOND = 50  # wav2vec2-base: one vector per 320 samples of 16 kHz audio

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from scripts.prepare_dataset.data_preparation import check_dataset, format_check_table, prepare_dataset  # noqa: E402
 from modules.errors import VExpressError, first_line  # noqa: E402
-from pipelines.training.dataset_files import DatasetError  # noqa: E402
-from pipelines.face import FaceDetector, FaceError  # noqa: E402
+from training.dataset_files import DatasetError  # noqa: E402
+from media.face import FaceDetector, FaceError  # noqa: E402
 
 
 def main(argv=None) -> int:

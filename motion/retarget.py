@@ -1,4 +1,5 @@
-"""Face pose from the three V-Kps keypoints, and `similarity_retarget`: the driver's head motion on the portrait's face.
+"""Driving keypoints onto the portrait: `retarget_kps` by strategy (the published ones and `similarity_retarget`, the
+driver's head motion on the portrait's face, from the face pose of the three V-Kps keypoints).
 
 A keypoint triple (3, 2) is re-expressed as a pose, one-to-one:
     centre        (2,)  the eye midpoint, pixels (x, y), y down
@@ -15,7 +16,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-LEFT_EYE, RIGHT_EYE, NOSE = 0, 1, 2  # as in pipelines.kps
+from motion.keypoints import LEFT_EYE, NOSE, RIGHT_EYE
+
+RETARGET_STRATEGIES = ("fix_face", "no_retarget", "offset_retarget", "naive_retarget", "similarity_retarget")
 # Driving frames whose turn is within this many eye distances (about 5 degrees of head turn) of the frame closest
 # to the portrait's turn all count as resting: the neutral pose is their median, so no single frame decides it.
 NEUTRAL_TURN_TOLERANCE = 0.05
@@ -91,3 +94,52 @@ def similarity_retarget(reference_kps, driving_kps) -> torch.Tensor:
         nose=reference.nose + (driving.nose - neutral.nose),
     )
     return pose_kps(retargeted)
+
+
+def eye_nose_ratio(kps: torch.Tensor) -> torch.Tensor:
+    """|left eye - nose| / |right eye - nose|: how far the face is turned. kps (..., 3, 2) -> (...)."""
+    return (kps[..., LEFT_EYE, :] - kps[..., NOSE, :]).norm(dim=-1) / ((kps[..., RIGHT_EYE, :] - kps[..., NOSE, :]).norm(dim=-1) + 1e-6)
+
+
+def _eye_distance(kps):
+    return (kps[..., LEFT_EYE, :] - kps[..., RIGHT_EYE, :]).norm(dim=-1)
+
+
+def _nose_to_eye_line(kps):
+    """Distance from the nose to the segment between the eyes."""
+    left, right, nose = kps[..., LEFT_EYE, :], kps[..., RIGHT_EYE, :], kps[..., NOSE, :]
+    segment = right - left
+    along = (((nose - left) * segment).sum(-1) / (segment * segment).sum(-1)).clamp(0, 1)
+    return (nose - (left + along[..., None] * segment)).norm(dim=-1)
+
+
+def closest_pose_frame(reference_kps: torch.Tensor, driving_kps: torch.Tensor) -> int:
+    """The driving frame whose eye-nose ratio is closest to the reference's."""
+    return int((eye_nose_ratio(driving_kps) - eye_nose_ratio(reference_kps)).abs().argmin())
+
+
+def retarget_kps(reference_kps, driving_kps, strategy: str, num_frames: int | None = None) -> torch.Tensor:
+    """(reference (3, 2), driving (L, 3, 2)) -> the L keypoint triples to draw, by strategy:
+    fix_face: the reference, still; no_retarget: the driving sequence as it is;
+    offset_retarget: the reference moved by half of the driving nose's (rescaled) displacement, inverted,
+        as the published code does; naive_retarget: the rescaled driving sequence moved so that its
+        first nose lands on the reference nose; similarity_retarget: the driver's roll, relative scale and
+        translation (in face sizes) and its turns applied to the reference, which keeps its proportions
+        (motion.retarget)."""
+    reference_kps = torch.as_tensor(np.asarray(reference_kps, dtype=np.float32))
+    if strategy == "fix_face":
+        return reference_kps.expand(num_frames if num_frames is not None else len(driving_kps), 3, 2).clone()
+    driving_kps = torch.as_tensor(np.asarray(driving_kps, dtype=np.float32))
+    if strategy == "no_retarget":
+        return driving_kps.clone()
+    if strategy == "similarity_retarget":
+        return similarity_retarget(reference_kps, driving_kps)
+    if strategy not in RETARGET_STRATEGIES:
+        raise ValueError(f"unknown retarget strategy {strategy!r}; choose one of {', '.join(RETARGET_STRATEGIES)}")
+    anchor = driving_kps[closest_pose_frame(reference_kps, driving_kps)]
+    scale = torch.stack([_eye_distance(reference_kps) / _eye_distance(anchor), _nose_to_eye_line(reference_kps) / _nose_to_eye_line(anchor)])
+    scaled = driving_kps * scale
+    if strategy == "offset_retarget":
+        nose_motion = scaled[:, NOSE] - scaled[0, NOSE]
+        return reference_kps - nose_motion[:, None, :] / 2
+    return scaled - scaled[0, NOSE] + reference_kps[NOSE]

@@ -13,9 +13,9 @@ import numpy as np
 
 from modules.errors import VExpressError, one_line
 
-from .generation import InputError, VideoGenerator, apply_preset
-from .requests import PLACEHOLDERS, parse_request
-from .resume import state_path
+from app.generation import InputError, VideoGenerator, apply_preset
+from app.requests import PLACEHOLDERS, parse_request
+from app.resume import state_path
 
 PROGRESS_INTERVAL = 0.25  # seconds between two looks at the progress bars during a generation
 # A driving file with one of these suffixes is a video to take the keypoints from; any other, a keypoint file.
@@ -119,8 +119,8 @@ class WebGenerator:
     def preview(self, portrait, audio, driving, settings: dict) -> tuple[np.ndarray | None, str]:
         """(the portrait, the V-Kps image of the first frame and the two overlaid, side by side; the messages), as
         `python scripts/preview_kps.py --output_path preview.png` draws them for the same settings."""
-        from .generation import check_image
-        from .preview import load_portrait, plan_preview, preview_picture
+        from app.generation import check_image
+        from app.preview import load_portrait, plan_preview, preview_picture
 
         notes = []
         try:

@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from pipelines.audio import audio_vectors_per_frame
-from pipelines.kps import draw_kps_image
-from pipelines.video import read_video_frames
+from pipelines.speech import audio_vectors_per_frame
+from motion.keypoints import draw_kps_image
+from media.video import read_video_frames
 
-from .dataset_files import LIP_LANDMARKS, DatasetError, load_audio_embeddings, load_face_info, read_meta
+from training.dataset_files import LIP_LANDMARKS, DatasetError, load_audio_embeddings, load_face_info, read_meta
 
 
 def random_resized_crop_box(rng: np.random.Generator, height: int, width: int, scale, ratio) -> tuple[int, int, int, int]:

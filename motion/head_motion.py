@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter1d
 
-from pipelines.retarget import FacePose, face_pose, pose_kps
+from motion.retarget import FacePose, face_pose, pose_kps
 
 NOSE_DEPTH = 0.6  # how far the nose tip stands in front of the eyes, in eye distances, to turn a flat face in 3D
 ANALYSIS_HOP_S, LOUDNESS_WINDOW_S = 0.01, 0.025

@@ -22,8 +22,8 @@ from tqdm import tqdm
 from modules.checkpoints import atomic_path
 from modules.errors import VExpressError, one_line
 
-from .generation import VideoGenerator, check_request
-from .requests import ONE_VIDEO_ON_MANY_PROCESSES, FlagError, inference_flags, parse_request
+from app.generation import VideoGenerator, check_request
+from app.requests import ONE_VIDEO_ON_MANY_PROCESSES, FlagError, inference_flags, parse_request
 
 JOB_COLUMN = "job"  # optional: the job's name in results.csv (default: its output path)
 RESULT_COLUMNS = ("job", "status", "seconds", "frames", "message")

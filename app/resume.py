@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from modules.checkpoints import atomic_path
 from modules.errors import NoSpaceError, VExpressError, out_of_space
 
-from .pipeline_v_express import DenoisingState
+from pipelines.pipeline_v_express import DenoisingState
 
 
 def state_path(output_path: str | Path) -> Path:

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from .face import FaceDetector, FaceError
-from .video import VideoError, VideoFrames
+from media.face import FaceDetector, FaceError
+from media.video import VideoError, VideoFrames
 
 
 @dataclass

@@ -7,9 +7,10 @@ import math
 import numpy as np
 import torch
 
-from pipelines.audio import SAMPLING_RATE
-from pipelines.head_motion import add_head_motion
-from pipelines.kps import RETARGET_STRATEGIES, resample_kps_sequence, retarget_kps
+from pipelines.speech import SAMPLING_RATE
+from motion.head_motion import add_head_motion
+from motion.keypoints import resample_kps_sequence
+from motion.retarget import RETARGET_STRATEGIES, retarget_kps
 
 KPS_FITS = ("stretch", "loop", "pingpong", "cut")
 HEAD_MOTIONS = ("none", "natural")
@@ -86,7 +87,7 @@ def plan_keypoints(
     reference_kps: (3, 2), the portrait's; only no_retarget may go without. driving_kps: (N, 3, 2) or None (fix_face).
     The driver is fitted to num_frames by `kps_fit` (fit_kps_sequence), retargeted by `strategy` (retarget_kps),
     then, with head_motion "natural", moved by the head motion of `waveform` (mono, `sampling_rate`), scaled by
-    `head_motion_strength` and seeded by `seed` (pipelines.head_motion). With the defaults this is exactly what the
+    `head_motion_strength` and seeded by `seed` (motion.head_motion). With the defaults this is exactly what the
     published pipeline draws. Raises ValueError for arguments it cannot use."""
     _check_plan_arguments(
         reference_kps, driving_kps, num_frames, strategy, kps_fit, head_motion, head_motion_strength, waveform, sampling_rate, fps)

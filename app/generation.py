@@ -22,14 +22,16 @@ import torch
 from modules.checkpoints import DTYPES, leftover_partials
 from modules.errors import VExpressError, first_line
 
-from .audio import SAMPLING_RATE, load_audio
-from .context import num_frames_for_audio, video_length
-from .kps import RETARGET_STRATEGIES, KpsImages, load_kps_sequence
-from .loading import SCHEDULERS, ModelPaths, load_pipeline, make_scheduler
-from .motion import HEAD_MOTIONS, KPS_FITS, plan_keypoints
-from .pipeline_v_express import published_noise_generator
-from .resume import StateWriter, fingerprint, load_state, state_path
-from .video import BYTES_PER_OUTPUT_PIXEL, count_frames, write_video
+from media.audio import load_audio
+from pipelines.speech import SAMPLING_RATE
+from pipelines.context import num_frames_for_audio, video_length
+from motion.keypoints import KpsImages, load_kps_sequence
+from motion.retarget import RETARGET_STRATEGIES
+from pipelines.loading import SCHEDULERS, ModelPaths, load_pipeline, make_scheduler
+from motion.plan import HEAD_MOTIONS, KPS_FITS, plan_keypoints
+from pipelines.pipeline_v_express import published_noise_generator
+from app.resume import StateWriter, fingerprint, load_state, state_path
+from media.video import BYTES_PER_OUTPUT_PIXEL, count_frames, write_video
 
 DRIVING_STRATEGIES = ("no_retarget", "offset_retarget", "naive_retarget", "similarity_retarget")  # need driving keypoints
 # The settings a preset stands for; any of them given on the command line wins.
@@ -245,7 +247,7 @@ def plan_video_keypoints(args, driving_kps, waveform, num_frames: int, fps: floa
             if num_faces > 1:
                 say(f"note: {num_faces} faces in {args.reference_image_path}; using the largest")
         if reference_video:
-            from .kps_extraction import extract_kps_sequence
+            from media.kps_extraction import extract_kps_sequence
 
             driving_kps = extract_kps_sequence(reference_video, detector, args.image_width, args.image_height, report=say).kps
     kps = plan_keypoints(
@@ -351,7 +353,7 @@ class VideoGenerator:
         return self._pipeline
 
     def face_detector(self, args):
-        from .face import FaceDetector
+        from media.face import FaceDetector
 
         size = (args.image_width, args.image_height)
         if self._face_detector is None or self._face_detector[0] != size:

@@ -7,12 +7,13 @@ import numpy as np
 
 from modules.errors import VExpressError
 
-from .audio import SAMPLING_RATE, load_audio
-from .context import num_frames_for_audio, video_length
-from .face import FaceDetector
-from .generation import plan_video_keypoints
-from .kps import draw_kps_image, load_kps_sequence
-from .motion import MAX_HEAD_MOTION_STRENGTH
+from media.audio import load_audio
+from pipelines.speech import SAMPLING_RATE
+from pipelines.context import num_frames_for_audio, video_length
+from media.face import FaceDetector
+from app.generation import plan_video_keypoints
+from motion.keypoints import draw_kps_image, load_kps_sequence
+from motion.plan import MAX_HEAD_MOTION_STRENGTH
 
 IMAGE_SUFFIXES, VIDEO_SUFFIXES = (".png", ".jpg", ".jpeg"), (".mp4",)
 

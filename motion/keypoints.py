@@ -1,4 +1,4 @@
-"""Face keypoints: sequence files, resampling to the video length, retargeting, and V-Kps images.
+"""Face keypoints: sequence files, resampling to the video length, and V-Kps images (retargeting: motion/retarget.py).
 
 A keypoint triple is (3, 2) float pixels: left eye, right eye, nose tip, each (x, y)."""
 
@@ -13,9 +13,7 @@ import torch.nn.functional as F
 
 from modules.checkpoints import numpy_allowlist
 from modules.errors import VExpressError, first_line
-from pipelines.retarget import similarity_retarget
 
-RETARGET_STRATEGIES = ("fix_face", "no_retarget", "offset_retarget", "naive_retarget", "similarity_retarget")
 KPS_COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255))  # RGB of left eye, right eye, nose
 LEFT_EYE, RIGHT_EYE, NOSE = 0, 1, 2
 
@@ -63,55 +61,6 @@ def resample_kps_sequence(kps: np.ndarray | torch.Tensor, num_frames: int) -> to
     """(N, 3, 2) -> (num_frames, 3, 2): keep the first `num_frames`, then stretch linearly along time."""
     kps = torch.as_tensor(np.asarray(kps, dtype=np.float32))[:num_frames]
     return F.interpolate(kps.permute(1, 2, 0), size=num_frames, mode="linear").permute(2, 0, 1)
-
-
-def eye_nose_ratio(kps: torch.Tensor) -> torch.Tensor:
-    """|left eye - nose| / |right eye - nose|: how far the face is turned. kps (..., 3, 2) -> (...)."""
-    return (kps[..., LEFT_EYE, :] - kps[..., NOSE, :]).norm(dim=-1) / ((kps[..., RIGHT_EYE, :] - kps[..., NOSE, :]).norm(dim=-1) + 1e-6)
-
-
-def _eye_distance(kps):
-    return (kps[..., LEFT_EYE, :] - kps[..., RIGHT_EYE, :]).norm(dim=-1)
-
-
-def _nose_to_eye_line(kps):
-    """Distance from the nose to the segment between the eyes."""
-    left, right, nose = kps[..., LEFT_EYE, :], kps[..., RIGHT_EYE, :], kps[..., NOSE, :]
-    segment = right - left
-    along = (((nose - left) * segment).sum(-1) / (segment * segment).sum(-1)).clamp(0, 1)
-    return (nose - (left + along[..., None] * segment)).norm(dim=-1)
-
-
-def closest_pose_frame(reference_kps: torch.Tensor, driving_kps: torch.Tensor) -> int:
-    """The driving frame whose eye-nose ratio is closest to the reference's."""
-    return int((eye_nose_ratio(driving_kps) - eye_nose_ratio(reference_kps)).abs().argmin())
-
-
-def retarget_kps(reference_kps, driving_kps, strategy: str, num_frames: int | None = None) -> torch.Tensor:
-    """(reference (3, 2), driving (L, 3, 2)) -> the L keypoint triples to draw, by strategy:
-    fix_face: the reference, still; no_retarget: the driving sequence as it is;
-    offset_retarget: the reference moved by half of the driving nose's (rescaled) displacement, inverted,
-        as the published code does; naive_retarget: the rescaled driving sequence moved so that its
-        first nose lands on the reference nose; similarity_retarget: the driver's roll, relative scale and
-        translation (in face sizes) and its turns applied to the reference, which keeps its proportions
-        (pipelines.retarget)."""
-    reference_kps = torch.as_tensor(np.asarray(reference_kps, dtype=np.float32))
-    if strategy == "fix_face":
-        return reference_kps.expand(num_frames if num_frames is not None else len(driving_kps), 3, 2).clone()
-    driving_kps = torch.as_tensor(np.asarray(driving_kps, dtype=np.float32))
-    if strategy == "no_retarget":
-        return driving_kps.clone()
-    if strategy == "similarity_retarget":
-        return similarity_retarget(reference_kps, driving_kps)
-    if strategy not in RETARGET_STRATEGIES:
-        raise ValueError(f"unknown retarget strategy {strategy!r}; choose one of {', '.join(RETARGET_STRATEGIES)}")
-    anchor = driving_kps[closest_pose_frame(reference_kps, driving_kps)]
-    scale = torch.stack([_eye_distance(reference_kps) / _eye_distance(anchor), _nose_to_eye_line(reference_kps) / _nose_to_eye_line(anchor)])
-    scaled = driving_kps * scale
-    if strategy == "offset_retarget":
-        nose_motion = scaled[:, NOSE] - scaled[0, NOSE]
-        return reference_kps - nose_motion[:, None, :] / 2
-    return scaled - scaled[0, NOSE] + reference_kps[NOSE]
 
 
 def draw_kps_image(height: int, width: int, kps) -> np.ndarray:

@@ -1,0 +1,5 @@
+"""The evaluation layer: the scores talking-head papers report, computed as their official code computes them.
+
+It may import `modules/` and `pipelines/`; nothing there imports it. One network per file (`syncnet.py`,
+`s3fd.py`), the protocol around them (`sync_score.py`, `tracking.py`, `ffmpeg.py`, `lip_sync.py`) and the folder-level
+runner (`runner.py`, behind `scripts/evaluate.py`)."""

@@ -1,0 +1,209 @@
+"""Scores for a folder (or manifest) of videos: one CSV row per video, a summary in Markdown and JSON.
+
+Each metric whose weights are missing is skipped with one line naming the file and how to get it; a video that
+cannot be read becomes an error row and the others go on."""
+
+import csv
+import io
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from evaluation import lip_sync
+from evaluation.ffmpeg import ffmpeg_version
+from evaluation.errors import EvaluationError, MissingWeightsError
+from evaluation.weights import WEIGHTS_DIR, sha256
+from modules.checkpoints import atomic_path
+from modules.errors import one_line
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+MANIFEST_SUFFIXES = (".csv", ".jsonl")
+ROW_COLUMNS = ["video", "kind", "path", "status", "sync_c", "sync_d", "av_offset", "tracks", "seconds", "message"]
+
+
+@dataclass
+class VideoItem:
+    """A generated video and, matched by file stem or given by its manifest row, what it is compared with."""
+
+    name: str
+    path: Path
+    ground_truth: Path | None = None
+    reference: Path | None = None
+    kps: Path | None = None
+
+
+@dataclass
+class Report:
+    rows: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+def _by_stem(folder: str | Path | None, option: str) -> dict[str, Path]:
+    if folder is None:
+        return {}
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EvaluationError(f"{option} {folder}: not a folder")
+    return {path.stem: path for path in sorted(folder.iterdir()) if path.is_file() and not path.name.startswith(".")}
+
+
+def _manifest_rows(path: Path) -> list[dict]:
+    """{column: value} per row of a .csv (header row) or .jsonl manifest; a `video` column is required."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise EvaluationError(f"{path}: cannot read the manifest ({one_line(error)})") from None
+    if path.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(io.StringIO(text)))
+    else:
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise EvaluationError(f"{path}: line {number} is not JSON ({error.msg}); give one object per line") from None
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or not row.get("video"):
+            raise EvaluationError(f"{path}: row {number} has no `video` value; give one column/key `video` per row")
+    return rows
+
+
+def collect_videos(source: str | Path, ground_truth=None, references=None, kps=None) -> list[VideoItem]:
+    """The videos of a folder (sorted) or a manifest (its order; columns `video`, and optionally
+    `ground_truth`, `reference`, `kps`, relative to the manifest's folder). The folders `ground_truth`,
+    `references` and `kps` are matched by file stem where a row names none."""
+    source = Path(source)
+    matches = {
+        "ground_truth": _by_stem(ground_truth, "--ground_truth"), "reference": _by_stem(references, "--references"),
+        "kps": _by_stem(kps, "--kps"),
+    }
+    if source.is_dir():
+        rows = [{"video": str(path)} for path in sorted(source.iterdir()) if path.suffix.lower() in VIDEO_SUFFIXES]
+        base = source
+    elif source.is_file() and source.suffix.lower() in MANIFEST_SUFFIXES:
+        rows, base = _manifest_rows(source), source.parent
+    else:
+        raise EvaluationError(f"{source}: give a folder of videos or a .csv / .jsonl manifest")
+    if not rows:
+        raise EvaluationError(f"{source}: no videos ({', '.join(VIDEO_SUFFIXES)}) found")
+    items = []
+    for row in rows:
+        path = base / row["video"]
+        extras = {key: (base / row[key]) if row.get(key) else matches[key].get(path.stem) for key in matches}
+        items.append(VideoItem(path.stem, path, **extras))
+    return items
+
+
+def _row(item_name: str, kind: str, path: Path, scores: list, seconds: float, status: str = "ok", message: str = "") -> dict:
+    """A CSV row: Sync-C / Sync-D are the means over the video's face tracks."""
+    row = {"video": item_name, "kind": kind, "path": str(path), "status": status, "tracks": len(scores),
+           "seconds": f"{seconds:.1f}", "message": message}
+    if scores:
+        row.update(sync_c=float(np.mean([s.confidence for s in scores])), sync_d=float(np.mean([s.min_dist for s in scores])),
+                   av_offset=int(np.median([s.offset for s in scores])))
+    elif status == "ok":
+        row.update(status="no_track", message="no face track (needs over 100 frames at 25 fps of a face over 100 px)")
+    return row
+
+
+def versions() -> dict[str, str]:
+    """The decoders, libraries and Python the scores were computed with."""
+    import cv2
+    import torch
+
+    found = {"ffmpeg": ffmpeg_version(), "opencv": cv2.__version__, "torch": torch.__version__, "numpy": np.__version__,
+             "python": platform.python_version()}
+    for package in ("python_speech_features", "scipy", "imageio-ffmpeg"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def _summarise(rows: list[dict], track_scores: dict[str, list], weights: dict, skipped: list[str]) -> dict:
+    """Sync-C / Sync-D over every face track of every scored video of a kind (as the field's
+    all_scores.txt averages), and the video counts."""
+    metrics = {}
+    for kind in dict.fromkeys(row["kind"] for row in rows):
+        scores = track_scores.get(kind, [])
+        kind_rows = [row for row in rows if row["kind"] == kind]
+        metrics[kind] = {
+            "videos": len(kind_rows), "scored": sum(row["status"] == "ok" for row in kind_rows),
+            "errors": sum(row["status"] == "error" for row in kind_rows), "tracks": len(scores),
+            "sync_c": float(np.mean([s.confidence for s in scores])) if scores else None,
+            "sync_d": float(np.mean([s.min_dist for s in scores])) if scores else None,
+        }
+    return {"metrics": metrics, "skipped": skipped, "weights": weights, "versions": versions(),
+            "protocol": lip_sync.__doc__.strip()}
+
+
+def _markdown(summary: dict) -> str:
+    lines = ["| videos | count | scored | errors | face tracks | Sync-C ↑ | Sync-D ↓ |", "|---|---|---|---|---|---|---|"]
+    for kind, m in summary["metrics"].items():
+        fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+        lines.append(f"| {kind} | {m['videos']} | {m['scored']} | {m['errors']} | {m['tracks']} | {fmt(m['sync_c'])} | {fmt(m['sync_d'])} |")
+    lines += ["", "Sync-C / Sync-D: means over every face track (the official protocol; see summary.json).", ""]
+    lines += [*[f"- skipped: {line}" for line in summary["skipped"]], ""] if summary["skipped"] else []
+    lines += ["| weights | SHA-256 |", "|---|---|", *[f"| {name} | `{digest}` |" for name, digest in summary["weights"].items()], ""]
+    lines += ["| software | version |", "|---|---|", *[f"| {name} | {value} |" for name, value in summary["versions"].items()]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: Report, out_dir: str | Path) -> None:
+    """out_dir/scores.csv, summary.json and summary.md, each written whole or not at all."""
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir / "scores.csv") as partial, open(partial, "w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, ROW_COLUMNS, restval="")
+        writer.writeheader()
+        writer.writerows(report.rows)
+    with atomic_path(out_dir / "summary.json") as partial:
+        partial.write_text(json.dumps(report.summary, indent=2) + "\n", encoding="utf-8")
+    with atomic_path(out_dir / "summary.md") as partial:
+        partial.write_text(_markdown(report.summary), encoding="utf-8")
+
+
+def evaluate_videos(
+    source: str | Path, out_dir: str | Path, ground_truth=None, references=None, kps=None,
+    weights_dir: str | Path = WEIGHTS_DIR, say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> Report:
+    """Score every video of `source` (and its ground truth, when given); write and return the report."""
+    items = collect_videos(source, ground_truth, references, kps)
+    skipped, weights = [], {}
+    try:
+        networks = lip_sync.load_networks(weights_dir)
+        for name in (lip_sync.SYNCNET_FILE, lip_sync.S3FD_FILE):
+            weights[name] = sha256(Path(weights_dir) / name)
+    except MissingWeightsError as error:
+        networks = None
+        skipped.append(f"Sync-C/Sync-D: {error}")
+        say(f"skipping Sync-C/Sync-D: {error}")
+    jobs = [(item.name, "generated", item.path) for item in items]
+    jobs += [(item.name, "ground_truth", item.ground_truth) for item in items if item.ground_truth is not None]
+    rows, track_scores = [], {}
+    for name, kind, path in tqdm(jobs, desc="videos", unit="video"):
+        start = time.perf_counter()
+        if networks is None:
+            rows.append({"video": name, "kind": kind, "path": str(path), "status": "skipped", "message": "no metric to compute"})
+            continue
+        try:
+            if not Path(path).is_file():
+                raise EvaluationError(f"{path}: not found")
+            scores = lip_sync.score_video(networks, path)
+        except Exception as error:  # noqa: BLE001 -- a bad video is one error row; the others go on
+            rows.append(_row(name, kind, path, [], time.perf_counter() - start, "error", one_line(error)))
+            continue
+        track_scores.setdefault(kind, []).extend(scores)
+        rows.append(_row(name, kind, path, scores, time.perf_counter() - start))
+    report = Report(rows, _summarise(rows, track_scores, weights, skipped))
+    write_report(report, out_dir)
+    return report

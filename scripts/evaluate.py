@@ -1,0 +1,61 @@
+"""Score generated talking-head videos: Sync-C / Sync-D (LSE-C / LSE-D) as the official SyncNet code computes them.
+
+    python scripts/evaluate.py outputs/ --ground_truth data/test_videos --out eval/
+    python scripts/evaluate.py videos.csv --out eval/        # or .jsonl; columns video[, ground_truth, reference, kps]
+    python scripts/evaluate.py --check_demo                  # the real SyncNet on the official example.avi
+
+Writes eval/scores.csv (one row per video, and per ground-truth video), eval/summary.md and eval/summary.json
+(the means, the software versions and the SHA-256 of the weights used). Exit status 1 when a video had an error
+row, 2 when nothing could be scored (bad folder, manifest or weight file). Weights are read from
+model_ckpts/evaluation/ (syncnet_v2.model, sfd_face.pth); a metric whose weights are missing is skipped with one
+line saying how to get them. The protocol, and where it deviates from the official one, is in
+evaluation/lip_sync.py. --references and --kps are matched now, for the identity and keypoint metrics to come.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("videos", nargs="?", help="a folder of generated videos, or a .csv / .jsonl manifest with a `video` column")
+    parser.add_argument("--out", default="evaluation_results", help="folder for scores.csv, summary.md and summary.json")
+    parser.add_argument("--ground_truth", default=None, help="folder of ground-truth videos, matched by file stem")
+    parser.add_argument("--references", default=None, help="folder of reference portraits, matched by file stem")
+    parser.add_argument("--kps", default=None, help="folder of keypoint files (.pth) the videos were driven by, matched by file stem")
+    parser.add_argument("--weights_dir", default="model_ckpts/evaluation", help="folder holding syncnet_v2.model and sfd_face.pth")
+    parser.add_argument("--check_demo", action="store_true",
+                        help="score the official example.avi (put it in --weights_dir) and compare with the official README's numbers")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.videos is None and not args.check_demo:
+        parser.error("give a folder or manifest of videos (or --check_demo)")
+    from evaluation.lip_sync import check_official_demo
+    from evaluation.runner import evaluate_videos
+    from modules.errors import VExpressError
+
+    try:
+        if args.check_demo:
+            ok, line = check_official_demo(args.weights_dir)
+            print(line)
+            return 0 if ok else 1
+        report = evaluate_videos(args.videos, args.out, args.ground_truth, args.references, args.kps, args.weights_dir)
+    except VExpressError as error:
+        print(error, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing written; run the same command again", file=sys.stderr)
+        return 130
+    print((Path(args.out) / "summary.md").read_text(encoding="utf-8"))
+    return 1 if any(row["status"] == "error" for row in report.rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

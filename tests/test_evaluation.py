@@ -1,0 +1,272 @@
+"""The evaluation layer against the official SyncNet code's outputs (../shared/golden/evaluation/, made on seeded
+random weights by its README's recipe), strict weight loading, and scripts/evaluate.py end to end."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from evaluation import ffmpeg, sync_score, tracking
+from evaluation.s3fd import S3FD, detect_faces, preprocess
+from evaluation.syncnet import SyncNet
+from evaluation.errors import MissingWeightsError, WeightsError
+from evaluation.weights import load_strict
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "evaluation"
+pytestmark = pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"golden fixtures not found at {GOLDEN}")
+
+
+def cases() -> dict:
+    return json.loads((GOLDEN / "cases.json").read_text())["cases"]
+
+
+def draw_weights(network: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """The golden README's recipe: walk the state dict in order, filling each tensor from one generator."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in network.state_dict().items():
+            if name.endswith("num_batches_tracked"):
+                continue
+            if name.endswith("running_var"):
+                tensor.copy_(0.5 + torch.rand(tensor.shape, generator=generator))
+            elif name.endswith("running_mean"):
+                tensor.copy_(0.1 * torch.randn(tensor.shape, generator=generator))
+            elif tensor.dim() == 1:
+                noise = 0.1 * torch.randn(tensor.shape, generator=generator)
+                tensor.copy_(1.0 + noise if name.endswith("weight") else noise)
+            else:
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) / math.sqrt(tensor[0].numel()))
+    return network.eval()
+
+
+def relative_l2(actual, expected) -> float:
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The fixtures were made on one thread; one thread is also far faster on a busy two-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def syncnet() -> SyncNet:
+    return draw_weights(SyncNet(), json.loads((GOLDEN / "cases.json").read_text())["seeds"]["syncnet"])
+
+
+@pytest.fixture(scope="module")
+def s3fd() -> S3FD:
+    return draw_weights(S3FD(), json.loads((GOLDEN / "cases.json").read_text())["seeds"]["s3fd"])
+
+
+@pytest.mark.parametrize("network, manifest", [(SyncNet, "syncnet_manifest.json"), (S3FD, "s3fd_manifest.json")])
+def test_state_dict_is_the_published_layout(network, manifest):
+    expected = json.loads((GOLDEN / manifest).read_text())
+    state = network().state_dict()
+    assert [(k, list(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in state.items()] == [tuple(e) for e in expected]
+
+
+def test_syncnet_networks(syncnet):
+    golden = np.load(GOLDEN / "syncnet_networks.npz")
+    lips = torch.from_numpy(golden["lips_uint8"].astype(np.float32))
+    with torch.no_grad():
+        outputs = {"lip_embedding": syncnet.forward_lip(lips), "lip_features": syncnet.forward_lipfeat(lips),
+                   "audio_embedding": syncnet.forward_aud(torch.from_numpy(golden["mfcc"]))}
+    for name, output in outputs.items():
+        assert relative_l2(output, golden[name]) <= 1e-4, name
+
+
+def test_mfcc():
+    golden = np.load(GOLDEN / "mfcc.npz")
+    assert relative_l2(sync_score.mfcc(golden["audio_int16"], 16000), golden["mfcc"]) <= 1e-6
+
+
+def test_syncnet_scoring():
+    golden, expect = np.load(GOLDEN / "syncnet_scoring.npz"), cases()["syncnet_scoring"]["expect"]
+    scores = sync_score.score_features(torch.from_numpy(golden["im_feat"]), torch.from_numpy(golden["cc_feat"]), vshift=15)
+    assert scores.offset == expect["offset"]
+    assert scores.confidence == pytest.approx(expect["confidence"], rel=1e-5)
+    assert scores.min_dist == pytest.approx(expect["min_dist"], rel=1e-5)
+    assert relative_l2(scores.mean_dists, golden["mean_dists"]) <= 1e-5
+    assert relative_l2(scores.framewise_confidence, golden["framewise_confidence"]) <= 1e-5
+
+
+def check_score(scores: sync_score.SyncScores, expect: dict) -> None:
+    assert scores.offset == expect["offset"]
+    assert abs(scores.confidence - expect["confidence"]) <= 0.01
+    assert abs(scores.min_dist - expect["min_dist"]) <= 0.01
+
+
+def test_syncnet_score_of_a_crop_video(syncnet, tmp_path):
+    scores = sync_score.evaluate(syncnet, GOLDEN / "crop_track.avi", batch_size=20, vshift=15, work_dir=tmp_path)
+    assert relative_l2(scores.dists, np.load(GOLDEN / "syncnet_score.npz")["dists"]) <= 1e-5
+    check_score(scores, cases()["syncnet_score"]["expect"])
+
+
+def test_s3fd(s3fd):
+    golden = np.load(GOLDEN / "s3fd.npz")
+    image_rgb = cv2.cvtColor(golden["image_bgr"], cv2.COLOR_BGR2RGB)
+    net_input = preprocess(image_rgb, 0.25)
+    np.testing.assert_array_equal(net_input.numpy(), golden["net_input"])
+    with torch.no_grad():
+        assert relative_l2(s3fd(net_input), golden["detections"]) <= 1e-4
+    boxes = detect_faces(s3fd, image_rgb, conf_th=float(golden["conf_th"]), scales=(0.25,))
+    assert boxes.shape == golden["bboxes"].shape
+    assert np.abs(boxes[:, :4] - golden["bboxes"][:, :4]).max() <= 1e-3
+    assert np.abs(boxes[:, 4] - golden["bboxes"][:, 4]).max() <= 1e-5
+
+
+def test_track_crop_and_score(syncnet, tmp_path):
+    golden = np.load(GOLDEN / "track.npz")
+    detections = [np.empty((0, 4)) if np.isnan(box).any() else box[None] for box in golden["detections"]]  # frame 50 missed
+    tracks = tracking.track_shot(detections, iou_threshold=0.5, num_failed_det=25, min_track=100, min_face_size=100)
+    assert len(tracks) == 1
+    np.testing.assert_array_equal(tracks[0].frames, golden["track_frames"])
+    np.testing.assert_allclose(tracks[0].boxes, golden["track_bboxes"], rtol=1e-9)
+    crops, smoothed = tracking.crop_track(golden["frames_bgr"], tracks[0], crop_scale=0.4)
+    for key in "xys":
+        np.testing.assert_allclose(smoothed[key], golden[f"smoothed_{key}"], rtol=1e-9)
+    assert np.abs(crops.astype(np.int16) - golden["crops_bgr"]).mean() <= 0.5  # exact here; other OpenCV builds may round
+    ffmpeg.write_wav(tmp_path / "audio.wav", golden["audio_int16"])
+    tracking.write_crop_video(crops, tracks[0], tmp_path / "audio.wav", tmp_path / "00000.avi")
+    check_score(sync_score.evaluate(syncnet, tmp_path / "00000.avi", work_dir=tmp_path), cases()["track"]["expect"])
+
+
+def test_track_shot_drops_short_and_small_tracks():
+    box = np.array([[0.0, 0.0, 150.0, 150.0]])
+    assert tracking.track_shot([box] * 100) == []  # not more than 100 frames
+    assert tracking.track_shot([box * 0.5] * 120) == []  # 75 px faces
+    assert len(tracking.track_shot([box] * 101)) == 1
+
+
+def test_weights_load_strictly_and_name_the_file(syncnet, tmp_path):
+    path = tmp_path / "syncnet_v2.model"
+    state = syncnet.state_dict()
+    torch.save(state, path)
+    loaded = load_strict(SyncNet(), path)
+    assert torch.equal(loaded.state_dict()["netfclip.3.weight"], state["netfclip.3.weight"])
+    torch.save({k: v for k, v in state.items() if k != "netcnnlip.0.weight"}, path)
+    with pytest.raises(WeightsError, match=r"syncnet_v2\.model: does not fit SyncNet \(missing keys: netcnnlip\.0\.weight\)") as error:
+        load_strict(SyncNet(), path)
+    assert "\n" not in str(error.value)
+    with pytest.raises(MissingWeightsError, match=r"sfd_face\.pth: missing; get it with: curl"):
+        load_strict(S3FD(), tmp_path / "sfd_face.pth")
+    path.write_bytes(b"")
+    with pytest.raises(WeightsError, match=r"syncnet_v2\.model: not a readable weights file \(empty file\)"):
+        load_strict(SyncNet(), path)
+
+
+def test_missing_weights_skip_the_metric(tmp_path):
+    from evaluation.runner import evaluate_videos
+
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "a.mp4").write_bytes(b"not a video")
+    said = []
+    report = evaluate_videos(tmp_path / "videos", tmp_path / "out", weights_dir=tmp_path / "none", say=said.append)
+    assert len(said) == 1 and "syncnet_v2.model: missing; get it with: curl -L -o" in said[0]
+    assert report.rows[0]["status"] == "skipped"
+    assert report.summary["skipped"] == [f"Sync-C/Sync-D: {tmp_path / 'none' / 'syncnet_v2.model'}: missing; get it with: curl -L -o "
+                                         f"{tmp_path / 'none' / 'syncnet_v2.model'} https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model"]
+    assert (tmp_path / "out" / "scores.csv").is_file() and (tmp_path / "out" / "summary.md").is_file()
+
+
+def write_test_video(path: Path, frames: int, seed: int) -> None:
+    """A 128x128, 25 fps H.264/AAC video of a drifting pattern, with noise-burst audio."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:128, :128]
+    video = np.stack([(128 + 60 * np.sin((x + 2 * t) / 17.0) * np.cos(y / 23.0)).astype(np.uint8) for t in range(frames)])
+    video = np.repeat(video[..., None], 3, axis=3)
+    audio = (rng.standard_normal(frames * 640) * 3000 * np.repeat(rng.random(frames) > 0.5, 640)).astype(np.int16)
+    ffmpeg.write_wav(path.with_suffix(".wav"), audio)
+    command = [ffmpeg.ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", "128x128", "-r", "25",
+               "-i", "-", "-i", str(path.with_suffix(".wav")), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)]
+    subprocess.run(command, input=video.tobytes(), check=True)
+    path.with_suffix(".wav").unlink()
+
+
+def firing_detector(s3fd: S3FD) -> dict:
+    """The seeded random S3FD with its heads set so that it finds exactly one face, the whole 128x128 frame, in
+    every frame (at scale 0.25 its stride-32 layer has one anchor, at the centre, here shrunk to the frame):
+    random heads would find none at conf 0.9, or a different set each frame."""
+    state = {key: value.clone() for key, value in s3fd.state_dict().items()}
+    for layer in range(6):
+        state[f"conf.{layer}.weight"].zero_()
+        state[f"conf.{layer}.bias"].copy_(torch.tensor([10.0, 10.0, 10.0, -10.0] if layer == 0 else [10.0, -10.0]))
+    state["conf.3.bias"].copy_(torch.tensor([-10.0, 10.0]))
+    state["loc.3.weight"].zero_()
+    state["loc.3.bias"].copy_(torch.tensor([0.0, 0.0, math.log(0.25) / 0.2, math.log(0.25) / 0.2]))
+    return state
+
+
+def test_evaluate_script_end_to_end(syncnet, s3fd, tmp_path):
+    weights = tmp_path / "model_ckpts" / "evaluation"
+    weights.mkdir(parents=True)
+    torch.save(syncnet.state_dict(), weights / "syncnet_v2.model")
+    torch.save(firing_detector(s3fd), weights / "sfd_face.pth")
+    for folder, seed in (("generated", 0), ("ground_truth", 1)):
+        (tmp_path / folder).mkdir()
+        write_test_video(tmp_path / folder / "clip.mp4", frames=110, seed=seed)
+    (tmp_path / "generated" / "broken.mp4").write_bytes(b"\x00" * 1000)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(tmp_path / "generated"), "--ground_truth", str(tmp_path / "ground_truth"),
+         "--out", str(tmp_path / "out"), "--weights_dir", str(weights)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 1, result.stderr[-2000:]  # the broken video is an error row
+    import csv
+
+    rows = {(row["video"], row["kind"]): row for row in csv.DictReader(open(tmp_path / "out" / "scores.csv"))}
+    assert set(rows) == {("broken", "generated"), ("clip", "generated"), ("clip", "ground_truth")}
+    assert rows["broken", "generated"]["status"] == "error" and "broken.mp4: ffmpeg cannot process it" in rows["broken", "generated"]["message"]
+    for key in (("clip", "generated"), ("clip", "ground_truth")):
+        assert rows[key]["status"] == "ok" and rows[key]["tracks"] == "1", rows[key]
+        assert float(rows[key]["sync_d"]) > 0 and -15 <= int(rows[key]["av_offset"]) <= 15
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["metrics"]["generated"]["errors"] == 1 and summary["metrics"]["ground_truth"]["tracks"] == 1
+    assert summary["metrics"]["generated"]["sync_c"] == pytest.approx(float(rows["clip", "generated"]["sync_c"]))
+    assert len(summary["weights"]["sfd_face.pth"]) == 64 and summary["versions"]["python_speech_features"] == "0.6"
+    assert summary["versions"]["ffmpeg"].startswith("ffmpeg version")
+    assert "| generated | 2 | 1 | 1 | 1 |" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_videos_come_from_a_folder_or_a_manifest_matched_by_stem(tmp_path):
+    from evaluation.errors import EvaluationError
+    from evaluation.runner import collect_videos
+
+    for folder, names in (("gen", ["b.mp4", "a.mp4", "notes.txt"]), ("gt", ["a.mp4"]), ("refs", ["a.png", "b.jpg"])):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            (tmp_path / folder / name).write_bytes(b"")
+    items = collect_videos(tmp_path / "gen", ground_truth=tmp_path / "gt", references=tmp_path / "refs")
+    assert [(i.name, i.ground_truth, i.reference) for i in items] == [
+        ("a", tmp_path / "gt" / "a.mp4", tmp_path / "refs" / "a.png"), ("b", None, tmp_path / "refs" / "b.jpg")]
+    (tmp_path / "list.csv").write_text("video,ground_truth\ngen/b.mp4,gt/a.mp4\n")
+    (item,) = collect_videos(tmp_path / "list.csv", ground_truth=tmp_path / "gt")
+    assert (item.name, item.path, item.ground_truth) == ("b", tmp_path / "gen" / "b.mp4", tmp_path / "gt" / "a.mp4")
+    (tmp_path / "list.jsonl").write_text('{"video": "gen/a.mp4"}\n{"kps": "x.pth"}\n')
+    with pytest.raises(EvaluationError, match=r"list\.jsonl: row 2 has no `video` value"):
+        collect_videos(tmp_path / "list.jsonl")
+
+
+PUBLISHED = ROOT / "model_ckpts" / "evaluation"
+
+
+@pytest.mark.skipif(not (PUBLISHED / "syncnet_v2.model").is_file() or not (PUBLISHED / "example.avi").is_file(),
+                    reason="needs the published syncnet_v2.model and the official example.avi in model_ckpts/evaluation/")
+def test_the_official_demo_with_the_published_weights():
+    from evaluation.lip_sync import check_official_demo
+
+    ok, line = check_official_demo(PUBLISHED)
+    assert ok, line

@@ -28,8 +28,8 @@ from pipelines.context import num_frames_for_audio, video_length
 from motion.keypoints import KpsImages, load_kps_sequence
 from motion.retarget import RETARGET_STRATEGIES
 from pipelines.loading import SCHEDULERS, ModelPaths, load_pipeline, make_scheduler
-from motion.plan import HEAD_MOTIONS, KPS_FITS, plan_keypoints
-from pipelines.pipeline_v_express import published_noise_generator
+from motion.plan import HEAD_MOTIONS, KPS_FITS, MAX_HEAD_MOTION_STRENGTH, plan_keypoints
+from pipelines.pipeline_v_express import MAX_CONTEXT_FRAMES, published_noise_generator
 from app.resume import StateWriter, fingerprint, load_state, state_path
 from media.video import BYTES_PER_OUTPUT_PIXEL, count_frames, write_video
 
@@ -121,16 +121,20 @@ def check_request(args) -> CheckedInputs:
     return inputs
 
 
+# Every numeric flag's range where the model works: the one place each limit lives (the pipeline's and the head
+# motion's own limits are theirs; the web UI's sliders take theirs from here).
+SETTING_RANGES = {
+    "num_inference_steps": (1, 1000), "guidance_scale": (0.0, 30.0), "reference_attention_weight": (0.0, 10.0),
+    "audio_attention_weight": (0.0, 10.0), "expression_strength": (0.0, 10.0), "fps": (1.0, 120.0),
+    "image_width": (64, 4096), "image_height": (64, 4096), "context_frames": (1, MAX_CONTEXT_FRAMES), "num_pad_audio_frames": (0, 2),
+    "seed": (0, 2**63 - 1), "gpu_id": (0, 1023), "cache_interval": (1, 1000), "context_batch_size": (1, 64),
+    "head_motion_strength": (0.0, MAX_HEAD_MOTION_STRENGTH), "resume_interval": (0.0, 1e9),
+}
+
+
 def _check_settings(args) -> None:
-    """Each named choice known; each numeric flag finite and in a range where the model works (NaN is in no range)."""
-    ranges = [
-        ("num_inference_steps", 1, 1000), ("guidance_scale", 0.0, 30.0), ("reference_attention_weight", 0.0, 10.0),
-        ("audio_attention_weight", 0.0, 10.0), ("expression_strength", 0.0, 10.0), ("fps", 1.0, 120.0),
-        ("image_width", 64, 4096), ("image_height", 64, 4096), ("context_frames", 1, 32), ("num_pad_audio_frames", 0, 2),
-        ("seed", 0, 2**63 - 1), ("gpu_id", 0, 1023), ("cache_interval", 1, 1000), ("context_batch_size", 1, 64),
-        ("head_motion_strength", 0.0, 3.0), ("resume_interval", 0.0, 1e9),
-    ]
-    for name, low, high in ranges:
+    """Each named choice known; each numeric flag finite and in SETTING_RANGES (NaN is in no range)."""
+    for name, (low, high) in SETTING_RANGES.items():
         value = getattr(args, name)
         if not low <= value <= high:
             raise InputError(f"--{name} {value}: must be between {low} and {high}")

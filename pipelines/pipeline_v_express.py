@@ -30,6 +30,7 @@ from pipelines.flicker_filter import FlickerFilter
 
 AUDIO_PROJECTION_FRAMES = 1024  # frames per Audio Projection call: bounds its (frames, 10, 768) input
 STEP_FRAMES = 64  # frames per DDIM step: bounds the step's temporaries
+MAX_CONTEXT_FRAMES = 32  # the motion modules' temporal position encoding covers this many frames
 # The multistep solvers' memory of earlier steps: what a resumed run must restore to continue exactly.
 SCHEDULER_HISTORY = ("model_outputs", "timestep_list", "last_sample", "lower_order_nums", "this_order", "_step_index", "_begin_index")
 
@@ -125,8 +126,8 @@ class VExpressPipeline(DiffusionPipeline):
             problems.append(f"output_type must be 'tensor' or 'latent', got {output_type!r}")
         if context_schedule != "uniform":
             problems.append(f"context_schedule must be 'uniform', got {context_schedule!r}")
-        if not 1 <= context_frames <= 32 or not 0 <= context_overlap < context_frames:
-            problems.append(f"context_frames {context_frames} (1..32) and context_overlap {context_overlap} (0..frames - 1)")
+        if not 1 <= context_frames <= MAX_CONTEXT_FRAMES or not 0 <= context_overlap < context_frames:
+            problems.append(f"context_frames {context_frames} (1..{MAX_CONTEXT_FRAMES}) and context_overlap {context_overlap} (0..frames - 1)")
         if not 0 <= num_pad_audio_frames <= 2:
             problems.append(f"num_pad_audio_frames must be 0, 1 or 2 (the Audio Projection takes 10 vectors), got {num_pad_audio_frames}")
         start, end = guidance_interval

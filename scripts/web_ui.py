@@ -39,6 +39,7 @@ def check_address(host: str, port: int) -> None:
 
 def build_page(gr, app):
     """The page: inputs on the left, the keypoint preview, the video and the messages on the right."""
+    from app.generation import SETTING_RANGES
     from motion.retarget import RETARGET_STRATEGIES
 
     defaults = app.defaults
@@ -52,13 +53,13 @@ def build_page(gr, app):
                 driving = gr.File(label="Driving video or keypoint file (optional)", elem_id="driving")
                 settings = {  # inference.py flag -> its widget
                     "retarget_strategy": gr.Dropdown(list(RETARGET_STRATEGIES), value=defaults.retarget_strategy, label="Retarget strategy"),
-                    "reference_attention_weight": gr.Slider(0, 10, value=defaults.reference_attention_weight, step=0.05,
+                    "reference_attention_weight": gr.Slider(*SETTING_RANGES["reference_attention_weight"], value=defaults.reference_attention_weight, step=0.05,
                                                             label="Identity strength (reference attention weight)"),
-                    "audio_attention_weight": gr.Slider(0, 10, value=defaults.audio_attention_weight, step=0.05,
+                    "audio_attention_weight": gr.Slider(*SETTING_RANGES["audio_attention_weight"], value=defaults.audio_attention_weight, step=0.05,
                                                         label="Lip-sync strength (audio attention weight)"),
                     "num_inference_steps": gr.Slider(1, max(100, defaults.num_inference_steps), value=defaults.num_inference_steps, step=1,
                                                      label="Denoising steps"),
-                    "guidance_scale": gr.Slider(0, 30, value=defaults.guidance_scale, step=0.1, label="Guidance scale"),
+                    "guidance_scale": gr.Slider(*SETTING_RANGES["guidance_scale"], value=defaults.guidance_scale, step=0.1, label="Guidance scale"),
                     "seed": gr.Number(value=defaults.seed, precision=0, label="Seed"),
                     "save_gpu_memory": gr.Checkbox(value=defaults.save_gpu_memory,
                                                    label="Save GPU memory (slower: offloads networks, decodes frame by frame)"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import scripts.batch_generate as batch_generate
-from cli_helpers import ROOT, SIZE, free_port, inspect_mp4, make_inputs, make_model_ckpts, run_cli, weight_flags
+from helpers.cli import ROOT, SIZE, free_port, inspect_mp4, make_inputs, make_model_ckpts, run_cli, weight_flags
 from app.batch import BatchError, load_jobs
 from pipelines.context import num_frames_for_audio, video_length
 

@@ -10,7 +10,7 @@ from modules.checkpoints import (
     CheckpointError, add_reference_attention, load_audio_projection, load_denoising_unet, load_reference_net,
     load_v_kps_guider, motion_module_state_dict, read_state_dict, rename_legacy_audio_attention,
 )
-from tiny import MOTION_KWARGS, UNET_CONFIG, tiny_audio_projection, tiny_guider, tiny_reference_net, tiny_unet
+from helpers.tiny import MOTION_KWARGS, UNET_CONFIG, tiny_audio_projection, tiny_guider, tiny_reference_net, tiny_unet
 
 
 def save_published_layout(folder):

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from cli_helpers import ROOT
+from helpers.cli import ROOT
 
 LANGS = ("es", "ja", "de")
 GUIDES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from cli_helpers import make_model_ckpts, run_cli
+from helpers.cli import make_model_ckpts, run_cli
 from pipelines.loading import PARTS
 
 

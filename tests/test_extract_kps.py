@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
-from cli_helpers import ROOT, run_cli, write_lossless_video
-from marker_detector import draw_marker, expected_kps, write_marker_detector
+from helpers.cli import ROOT, run_cli, write_lossless_video
+from helpers.marker_detector import draw_marker, expected_kps, write_marker_detector
 from media.audio import load_audio
 from motion.keypoints import load_kps_sequence
 

@@ -5,7 +5,7 @@ import torch
 
 from modules.checkpoints import load_audio_projection, load_denoising_unet, load_reference_net, load_v_kps_guider
 from modules.reference_net import compute_reference_bank
-from tiny import GOLDEN_ARCH, GOLDEN_CKPTS, GOLDEN_UNET_CONFIG, golden_case, rel_err
+from helpers.tiny import GOLDEN_ARCH, GOLDEN_CKPTS, GOLDEN_UNET_CONFIG, golden_case, rel_err
 
 WEIGHTS = GOLDEN_CKPTS / "v-express"
 TOLERANCE = 1e-4

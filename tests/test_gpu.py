@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from cli_helpers import ROOT, inspect_mp4, make_inputs, weight_flags
+from helpers.cli import ROOT, inspect_mp4, make_inputs, weight_flags
 from modules.errors import first_line
 from pipelines.context import num_frames_for_audio, video_length
 from pipelines.cuda_levers import CUDA_DEFAULTS, SDPA_BACKENDS, unet_levers
@@ -23,7 +23,7 @@ from motion.keypoints import KpsImages
 from app.resume import state_path
 from scripts.benchmark_inference import build_pipeline, sample_inputs
 from scripts.make_tiny_checkpoints import write_tiny_checkpoints
-from tiny import rel_err
+from helpers.tiny import rel_err
 
 DEVICE = torch.device(os.environ.get("GPU_TEST_DEVICE", "cuda"))
 pytestmark = [

@@ -21,7 +21,7 @@ from PIL import Image
 from safetensors import safe_open
 
 import inference
-from cli_helpers import SIZE, make_inputs, make_model_ckpts, run_cli, weight_flags
+from helpers.cli import SIZE, make_inputs, make_model_ckpts, run_cli, weight_flags
 from modules.checkpoints import atomic_path, leftover_partials
 from modules.errors import VExpressError, first_line, out_of_space
 from media.face import FaceDetector

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cli_helpers import MARKER, ROOT, SIZE, free_port, inspect_mp4, make_inputs, make_model_ckpts, run_cli, shown_lines, weight_flags
-from marker_detector import draw_marker
+from helpers.cli import MARKER, ROOT, SIZE, free_port, inspect_mp4, make_inputs, make_model_ckpts, run_cli, shown_lines, weight_flags
+from helpers.marker_detector import draw_marker
 from pipelines.context import num_frames_for_audio, video_length
 from app.resume import load_state, state_path
 from media.video import write_video

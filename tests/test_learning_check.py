@@ -4,7 +4,7 @@ short run trains, scores, draws the README's figure and re-measures without trai
 import numpy as np
 from PIL import Image
 
-from cli_helpers import run_cli
+from helpers.cli import run_cli
 from media.video import read_video
 from scripts.learning_check import SIZE, follow_scores
 from scripts.make_synthetic_dataset import synthetic_clip

@@ -304,8 +304,8 @@ def test_head_motion_on_top_of_a_retarget():
 
 def test_preview_mp4_draws_the_planned_sequence(tmp_path):
     """One run of the script: similarity_retarget on the marker face, pingpong, natural head motion."""
-    from cli_helpers import SIZE, inspect_mp4, make_inputs, run_cli
-    from marker_detector import expected_kps, write_marker_detector
+    from helpers.cli import SIZE, inspect_mp4, make_inputs, run_cli
+    from helpers.marker_detector import expected_kps, write_marker_detector
     from media.audio import load_audio
     from pipelines.context import num_frames_for_audio, video_length
 

@@ -7,7 +7,7 @@ import torch
 
 from modules import UNet3DConditionModel, VKpsGuider, compute_reference_bank, reference_net_from_config
 from pipelines.config import load_inference_config
-from tiny import tiny_audio_projection, tiny_guider, tiny_reference_net, tiny_unet
+from helpers.tiny import tiny_audio_projection, tiny_guider, tiny_reference_net, tiny_unet
 
 SD15_UNET_CONFIG = Path(__file__).resolve().parents[1] / "model_ckpts" / "stable-diffusion-v1-5" / "unet" / "config.json"
 BATCH, FRAMES, HEIGHT, WIDTH = 2, 4, 16, 8

@@ -9,7 +9,7 @@ from PIL import Image
 from media.audio import load_audio
 from pipelines.loading import ModelPaths, load_pipeline
 from pipelines.pipeline_v_express import published_noise_generator
-from tiny import GOLDEN, GOLDEN_ARCH, GOLDEN_CKPTS, golden_case, rel_err
+from helpers.tiny import GOLDEN, GOLDEN_ARCH, GOLDEN_CKPTS, golden_case, rel_err
 
 CASES = GOLDEN / "cases"
 
@@ -161,7 +161,7 @@ def test_the_inference_side_imports_no_training_module():
     import subprocess
     import sys
 
-    from cli_helpers import ROOT
+    from helpers.cli import ROOT
 
     code = ("import sys, inference, pipelines, pipelines.loading, app.generation, pipelines.pipeline_v_express; "
             "inference.build_parser(); print(sorted(m for m in sys.modules if m.startswith(('training', 'train'))))")

@@ -15,8 +15,8 @@ from motion.keypoints import draw_kps_image, load_kps_sequence, resample_kps_seq
 from motion.retarget import closest_pose_frame, retarget_kps
 from pipelines.flicker_filter import median_filter_video
 from media.video import VideoError, VideoFrames, read_video, read_video_frames
-from cli_helpers import write_lossless_video
-from tiny import GOLDEN, golden_case, rel_err
+from helpers.cli import write_lossless_video
+from helpers.tiny import GOLDEN, golden_case, rel_err
 
 CASES = GOLDEN / "cases"
 

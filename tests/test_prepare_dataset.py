@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from cli_helpers import ROOT, run_cli, write_lossless_video
-from marker_detector import draw_marker, expected_kps, expected_landmarks, write_landmark_model, write_marker_detector
+from helpers.cli import ROOT, run_cli, write_lossless_video
+from helpers.marker_detector import draw_marker, expected_kps, expected_landmarks, write_landmark_model, write_marker_detector
 from training.dataset_files import load_audio_embeddings, load_face_info, read_meta
 from modules.checkpoints import numpy_allowlist
 from training.dataset import TalkingHeadDataset

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from cli_helpers import ROOT, make_model_ckpts, run_cli, weight_flags
+from helpers.cli import ROOT, make_model_ckpts, run_cli, weight_flags
 from modules.quiet import quiet_library_logs
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cli_helpers import ROOT, free_port, inspect_mp4, run_cli
+from helpers.cli import ROOT, free_port, inspect_mp4, run_cli
 from modules.checkpoints import read_state_dict
 from training.step import StepSettings, training_noise_scheduler, training_step
 from training.dataset import TalkingHeadDataset

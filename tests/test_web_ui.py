@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 import scripts.web_ui as web_ui_script
-from cli_helpers import ROOT, SIZE, free_port, inspect_mp4, make_inputs, make_model_ckpts, weight_flags
+from helpers.cli import ROOT, SIZE, free_port, inspect_mp4, make_inputs, make_model_ckpts, weight_flags
 from pipelines.context import num_frames_for_audio, video_length
 
 SECONDS = 1.5

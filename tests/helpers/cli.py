@@ -13,12 +13,12 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from marker_detector import draw_marker, write_marker_detector
+from helpers.marker_detector import draw_marker, write_marker_detector
 from motion.keypoints import load_kps_sequence
 from pipelines.loading import ModelPaths
 from scripts.make_tiny_checkpoints import write_tiny_checkpoints
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SIZE = 64
 MARKER = (24, 32)  # top-left corner of the marker cell in the 64x64 reference image
 

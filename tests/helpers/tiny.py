@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from modules import AudioProjection, UNet3DConditionModel, VKpsGuider, reference_net_from_config
 from scripts.make_tiny_checkpoints import randomize_
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 GOLDEN = DATA / "golden"
 GOLDEN_CKPTS = GOLDEN / "model_ckpts"
 GOLDEN_ARCH = json.loads((GOLDEN_CKPTS / "tiny_architecture.json").read_text())

@@ -21,7 +21,7 @@ from pipelines.context import num_frames_for_audio, video_length
 from pipelines.cuda_levers import CUDA_DEFAULTS, SDPA_BACKENDS, unet_levers
 from motion.keypoints import KpsImages
 from app.resume import state_path
-from scripts.benchmark_inference import build_pipeline, sample_inputs
+from scripts.benchmarks.common import build_pipeline, sample_inputs
 from scripts.make_tiny_checkpoints import write_tiny_checkpoints
 from helpers.tiny import rel_err
 

@@ -17,16 +17,18 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from evaluation import lip_sync
+from evaluation import face_metrics, lip_sync
 from evaluation.ffmpeg import ffmpeg_version
 from evaluation.errors import EvaluationError, MissingWeightsError
 from evaluation.weights import WEIGHTS_DIR, sha256
 from modules.checkpoints import atomic_path
-from modules.errors import one_line
+from modules.errors import VExpressError, one_line
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
-ROW_COLUMNS = ["video", "kind", "path", "status", "sync_c", "sync_d", "av_offset", "tracks", "seconds", "message"]
+ROW_COLUMNS = [
+    "video", "kind", "path", "status", "sync_c", "sync_d", "av_offset", "tracks", "kps_dis", "kps_missing", "csim", "seconds", "message",
+]
 
 
 @dataclass
@@ -103,10 +105,12 @@ def collect_videos(source: str | Path, ground_truth=None, references=None, kps=N
     return items
 
 
-def _row(item_name: str, kind: str, path: Path, scores: list, seconds: float, status: str = "ok", message: str = "") -> dict:
-    """A CSV row: Sync-C / Sync-D are the means over the video's face tracks."""
-    row = {"video": item_name, "kind": kind, "path": str(path), "status": status, "tracks": len(scores),
-           "seconds": f"{seconds:.1f}", "message": message}
+def _row(item_name: str, kind: str, path: Path, scores: list | None, seconds: float, status: str = "ok", message: str = "") -> dict:
+    """A CSV row: Sync-C / Sync-D are the means over the video's face tracks (`scores` None: not computed)."""
+    row = {"video": item_name, "kind": kind, "path": str(path), "status": status, "seconds": f"{seconds:.1f}", "message": message}
+    if scores is None:
+        return row
+    row["tracks"] = len(scores)
     if scores:
         row.update(sync_c=float(np.mean([s.confidence for s in scores])), sync_d=float(np.mean([s.min_dist for s in scores])),
                    av_offset=int(np.median([s.offset for s in scores])))
@@ -122,7 +126,7 @@ def versions() -> dict[str, str]:
 
     found = {"ffmpeg": ffmpeg_version(), "opencv": cv2.__version__, "torch": torch.__version__, "numpy": np.__version__,
              "python": platform.python_version()}
-    for package in ("python_speech_features", "scipy", "imageio-ffmpeg"):
+    for package in ("python_speech_features", "scipy", "imageio-ffmpeg", "insightface", "onnxruntime"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -143,16 +147,23 @@ def _summarise(rows: list[dict], track_scores: dict[str, list], weights: dict, s
             "sync_c": float(np.mean([s.confidence for s in scores])) if scores else None,
             "sync_d": float(np.mean([s.min_dist for s in scores])) if scores else None,
         }
+        for key in ("kps_dis", "kps_missing", "csim"):  # means over the videos that have the score
+            values = [row[key] for row in kind_rows if row.get(key) not in (None, "")]
+            metrics[kind][key] = float(np.mean(values)) if values else None
     return {"metrics": metrics, "skipped": skipped, "weights": weights, "versions": versions(),
-            "protocol": lip_sync.__doc__.strip()}
+            "protocol": lip_sync.__doc__.strip(), "face_protocol": face_metrics.__doc__.strip()}
 
 
 def _markdown(summary: dict) -> str:
-    lines = ["| videos | count | scored | errors | face tracks | Sync-C ↑ | Sync-D ↓ |", "|---|---|---|---|---|---|---|"]
+    lines = ["| videos | count | scored | errors | face tracks | Sync-C ↑ | Sync-D ↓ | KpsDis ↓ | no face | CSIM ↑ |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for kind, m in summary["metrics"].items():
         fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
-        lines.append(f"| {kind} | {m['videos']} | {m['scored']} | {m['errors']} | {m['tracks']} | {fmt(m['sync_c'])} | {fmt(m['sync_d'])} |")
-    lines += ["", "Sync-C / Sync-D: means over every face track (the official protocol; see summary.json).", ""]
+        lines.append(f"| {kind} | {m['videos']} | {m['scored']} | {m['errors']} | {m['tracks']} | {fmt(m['sync_c'])} | {fmt(m['sync_d'])} "
+                     f"| {fmt(m['kps_dis'])} | {fmt(m['kps_missing'])} | {fmt(m['csim'])} |")
+    lines += ["", "Sync-C / Sync-D: means over every face track (the official protocol; see summary.json). KpsDis (pixels, at the "
+              "video's size; 'no face': the fraction of frames without one) and CSIM: means over the videos that have them "
+              "(evaluation/face_metrics.py).", ""]
     lines += [*[f"- skipped: {line}" for line in summary["skipped"]], ""] if summary["skipped"] else []
     lines += ["| weights | SHA-256 |", "|---|---|", *[f"| {name} | `{digest}` |" for name, digest in summary["weights"].items()], ""]
     lines += ["| software | version |", "|---|---|", *[f"| {name} | {value} |" for name, value in summary["versions"].items()]]
@@ -172,11 +183,34 @@ def write_report(report: Report, out_dir: str | Path) -> None:
         partial.write_text(_markdown(report.summary), encoding="utf-8")
 
 
+def _load_face_models(face_models_dir, weights: dict, skipped: list, say) -> tuple[face_metrics.FaceModels | None, bool]:
+    """(the buffalo_l models, whether KpsDis is computed): KpsDis needs the detector, CSIM also ArcFace; each
+    metric whose weights are missing or unreadable is skipped with one line."""
+    try:
+        models = face_metrics.FaceModels(face_models_dir)
+    except VExpressError as error:
+        for metric in ("KpsDis", "CSIM"):
+            skipped.append(f"{metric}: {error}")
+            say(f"skipping {metric}: {error}")
+        return None, False
+    weights[face_metrics.DETECTOR_FILE] = sha256(models.detector_path)
+    try:
+        arcface_path = face_metrics.require_file(face_metrics.model_file(face_models_dir, face_metrics.ARCFACE_FILE))
+        models.arcface = face_metrics.load_arcface(arcface_path)
+        weights[face_metrics.ARCFACE_FILE] = sha256(arcface_path)
+    except VExpressError as error:
+        skipped.append(f"CSIM: {error}")
+        say(f"skipping CSIM: {error}")
+    return models, True
+
+
 def evaluate_videos(
     source: str | Path, out_dir: str | Path, ground_truth=None, references=None, kps=None,
     weights_dir: str | Path = WEIGHTS_DIR, say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    face_models_dir: str | Path = face_metrics.FACE_MODELS_DIR,
 ) -> Report:
-    """Score every video of `source` (and its ground truth, when given); write and return the report."""
+    """Score every video of `source` (and its ground truth, when given); write and return the report.
+    `face_models_dir` is the folder holding models/buffalo_l/ (det_10g.onnx for KpsDis, w600k_r50.onnx for CSIM)."""
     items = collect_videos(source, ground_truth, references, kps)
     skipped, weights = [], {}
     try:
@@ -187,23 +221,34 @@ def evaluate_videos(
         networks = None
         skipped.append(f"Sync-C/Sync-D: {error}")
         say(f"skipping Sync-C/Sync-D: {error}")
-    jobs = [(item.name, "generated", item.path) for item in items]
-    jobs += [(item.name, "ground_truth", item.ground_truth) for item in items if item.ground_truth is not None]
+    faces, with_kps = _load_face_models(face_models_dir, weights, skipped, say)
+    jobs = [(item, "generated", item.path) for item in items]
+    jobs += [(item, "ground_truth", item.ground_truth) for item in items if item.ground_truth is not None]
     rows, track_scores = [], {}
-    for name, kind, path in tqdm(jobs, desc="videos", unit="video"):
-        start = time.perf_counter()
-        if networks is None:
+    for item, kind, path in tqdm(jobs, desc="videos", unit="video"):
+        name, start = item.name, time.perf_counter()
+        if networks is None and faces is None:
             rows.append({"video": name, "kind": kind, "path": str(path), "status": "skipped", "message": "no metric to compute"})
             continue
         try:
             if not Path(path).is_file():
                 raise EvaluationError(f"{path}: not found")
-            scores = lip_sync.score_video(networks, path)
+            scores = lip_sync.score_video(networks, path) if networks is not None else None
+            face_scores = None
+            if faces is not None:  # KpsDis for generated videos only: a ground-truth video is its own target
+                face_scores = face_metrics.score_video(
+                    faces, path, kps_file=item.kps, ground_truth=item.ground_truth, reference=item.reference,
+                    kps=with_kps and kind == "generated")
         except Exception as error:  # noqa: BLE001 -- a bad video is one error row; the others go on
-            rows.append(_row(name, kind, path, [], time.perf_counter() - start, "error", one_line(error)))
+            rows.append(_row(name, kind, path, None, time.perf_counter() - start, "error", one_line(error)))
             continue
-        track_scores.setdefault(kind, []).extend(scores)
-        rows.append(_row(name, kind, path, scores, time.perf_counter() - start))
+        if scores is not None:
+            track_scores.setdefault(kind, []).extend(scores)
+        row = _row(name, kind, path, scores, time.perf_counter() - start)
+        if face_scores is not None:
+            row.update(face_scores.columns())
+            row["message"] = "; ".join(filter(None, [row["message"], *face_scores.notes]))
+        rows.append(row)
     report = Report(rows, _summarise(rows, track_scores, weights, skipped))
     write_report(report, out_dir)
     return report

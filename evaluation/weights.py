@@ -1,28 +1,86 @@
-"""The evaluation networks' published weights: where they live, how they are read (weights-only, strictly)."""
+"""The evaluation networks' published weights: where they live, where they come from, how they are read
+(weights-only, strictly). The one description of model_ckpts/evaluation/: scripts/download_models.py
+(--include evaluation) fetches and checks these files, scripts/model_check.py reports them."""
 
 import hashlib
+import urllib.request
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from evaluation.errors import MissingWeightsError, WeightsError
+from modules.checkpoints import atomic_path
 from modules.errors import first_line
 
-WEIGHTS_DIR = Path("model_ckpts") / "evaluation"
+PART = "evaluation"  # the scripts/download_models.py --include name
+WEIGHTS_DIR = Path("model_ckpts") / PART
 # file name -> where the official code gets it (joonson/syncnet_python's download_model.sh)
 SOURCES = {
     "syncnet_v2.model": "https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",
     "sfd_face.pth": "https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/sfd_face.pth",
     "example.avi": "https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/example.avi",  # the demo check's video
 }
+# file -> what it is for (the --check table)
+PURPOSES = {
+    "syncnet_v2.model": "SyncNet (Sync-C/Sync-D)",
+    "sfd_face.pth": "S3FD face detector (Sync-C/Sync-D)",
+    "example.avi": "the official demo video (scripts/evaluate.py --check_demo)",
+}
+# file -> (size in bytes, SHA-256) of the published file. The host publishes neither, and this project could not
+# reach it when the table was written: None means "not known yet", to be filled in from the first verified
+# download (the official demo check, scripts/evaluate.py --check_demo, giving the README's numbers). What is known
+# is checked; what is not is reported, with the digest of the file at hand.
+PUBLISHED: dict[str, tuple[int | None, str | None]] = {
+    "syncnet_v2.model": (None, None),
+    "sfd_face.pth": (None, None),
+    "example.avi": (None, None),
+}
 
 
 def fetch_hint(path: str | Path) -> str:
     """The command that puts the published file at `path`."""
     path = Path(path)
-    url = SOURCES.get(path.name)
-    return f"get it with: curl -L -o {path} {url}" if url else "see model_ckpts/README.md"
+    if path.name not in SOURCES:
+        return "see model_ckpts/README.md"
+    command = f"python scripts/download_models.py --include {PART}"
+    if path.parent.name != PART:  # a --weights_dir of another name: the download lays out <local_dir>/evaluation/
+        return f"get it with: {command} --local_dir {path.parent} (then move it from {path.parent / PART}/), or from {SOURCES[path.name]}"
+    if path.parent.parent.resolve() != WEIGHTS_DIR.parent.resolve():
+        command += f" --local_dir {path.parent.parent}"
+    return f"get it with: {command}"
+
+
+def verify(path: str | Path, name: str | None = None) -> str:
+    """"ok", or what is wrong with a present file against the published size and SHA-256 (those known) of
+    `name` (default the file's own name)."""
+    path = Path(path)
+    size, digest = PUBLISHED.get(name or path.name, (None, None))
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    if size is not None and path.stat().st_size != size:
+        return f"size {path.stat().st_size} bytes, published {size}: truncated or another file"
+    if digest is not None and sha256(path) != digest:
+        return "SHA-256 differs from the published file's"
+    return "ok"
+
+
+def download(url: str, path: str | Path, timeout: float = 60) -> None:
+    """`url` to `path` (through a temporary name: `path` only ever holds a complete, verified file). Any problem
+    is one WeightsError line naming the URL."""
+    path = Path(path)
+    try:
+        with atomic_path(path) as partial:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as file:
+                for chunk in iter(lambda: response.read(2**20), b""):
+                    file.write(chunk)
+            problem = verify(partial, path.name)
+            if problem != "ok":
+                raise WeightsError(f"{url}: downloaded file failed its check ({problem}); nothing was written to {path}")
+    except WeightsError:
+        raise
+    except Exception as error:  # urllib's URLError / HTTPError / timeouts, and disk errors
+        raise WeightsError(f"{url}: cannot download it ({first_line(error)})") from None
 
 
 def load_strict(network: nn.Module, path: str | Path) -> nn.Module:

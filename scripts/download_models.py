@@ -4,20 +4,26 @@
     python scripts/download_models.py --include v-express insightface_models
     python scripts/download_models.py --check                          # only verify ./model_ckpts
     python scripts/download_models.py --repo_id ./V-Express            # from a git clone of the Hub repository
+    python scripts/download_models.py --include evaluation             # scripts/evaluate.py's SyncNet and S3FD
 
 Parts: v-express (the five networks), stable-diffusion-v1-5 (UNet config), sd-vae-ft-mse (VAE),
-wav2vec2-base-960h (audio encoder), insightface_models (face detector). Interrupted downloads resume where
-they stopped when run again. Files reach their final place only once complete; the check at the end says
-what is missing, if anything.
+wav2vec2-base-960h (audio encoder), insightface_models (face detector, and the ArcFace model CSIM uses), and,
+only when asked for, evaluation (syncnet_v2.model, sfd_face.pth and the demo video example.avi, from the
+official SyncNet site into model_ckpts/evaluation/, checked against their published size and SHA-256 where
+known). Interrupted Hub downloads resume where they stopped when run again. Files reach their final place only
+once complete; the check at the end says what is missing, if anything (--check lists the evaluation's files
+too, as optional).
 """
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from evaluation import weights as evaluation_weights  # noqa: E402
 from modules.checkpoints import atomic_path  # noqa: E402
 from modules.errors import first_line  # noqa: E402
 from pipelines.loading import PARTS, ModelPaths  # noqa: E402
@@ -73,17 +79,50 @@ def manual_instructions(repo_id: str, parts: list[str], local_dir: Path) -> str:
     )
 
 
+def offline() -> bool:
+    """huggingface_hub's offline switch, honoured for the evaluation's other host too."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
+
+
+def fetch_evaluation(local_dir: Path, say) -> bool:
+    """The evaluation's files into local_dir/evaluation/ (those present and passing their check are kept);
+    False, with what is missing and how to get it by hand, when one could not be fetched."""
+    folder = local_dir / evaluation_weights.PART
+    for name, url in evaluation_weights.SOURCES.items():
+        path = folder / name
+        if path.is_file() and evaluation_weights.verify(path) == "ok":
+            continue
+        try:
+            if offline():
+                raise evaluation_weights.WeightsError(f"{url}: cannot download it (offline: HF_HUB_OFFLINE is set)")
+            say(f"downloading {url}")
+            evaluation_weights.download(url, path)
+        except evaluation_weights.WeightsError as error:
+            missing = [name for name in evaluation_weights.SOURCES if not (folder / name).is_file()]
+            say(f"error: could not download the evaluation weights ({error})")
+            say(f"missing in {folder}: {', '.join(missing) or 'nothing'}")
+            say(f"get them by hand: {'; '.join(f'curl -L -o {folder / n} {u}' for n, u in evaluation_weights.SOURCES.items() if n in missing)}")
+            return False
+    return True
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--local_dir", default="./model_ckpts", help="where to lay the weights out (default ./model_ckpts)")
     parser.add_argument("--repo_id", default=HUB_REPO, help=f"Hub repository (default {HUB_REPO}) or a local clone of it")
-    parser.add_argument("--include", nargs="+", choices=list(PARTS), metavar="PART", help=f"only these parts: {', '.join(PARTS)}")
+    choices = [*PARTS, evaluation_weights.PART]
+    parser.add_argument("--include", nargs="+", choices=choices, metavar="PART",
+                        help=f"only these parts: {', '.join(choices)} (default: all but evaluation)")
     parser.add_argument("--check", action="store_true", help="only verify the files in --local_dir and print a table")
     args = parser.parse_args(argv)
     local_dir, parts = Path(args.local_dir), args.include or list(PARTS)
+    hub_parts = [part for part in parts if part in PARTS]
     say = lambda message: print(message, file=sys.stderr)  # noqa: E731
 
-    if not args.check:
+    if not args.check and evaluation_weights.PART in parts and not fetch_evaluation(local_dir, say):
+        return 1
+    if not args.check and hub_parts:
+        parts = hub_parts  # the Hub's parts, below; the evaluation's are in place
         try:
             source, move = download(args.repo_id, parts, local_dir)
         except Exception as error:  # offline, unreachable, unknown repository: say what is missing and how to get it
@@ -102,7 +141,7 @@ def main(argv=None) -> int:
         if move:
             shutil.rmtree(source, ignore_errors=True)
 
-    rows = check_model_folder(local_dir, parts)
+    rows = check_model_folder(local_dir, args.include)
     print(format_table(rows))
     bad = [row for row in rows if not row.ok]
     if bad:
@@ -110,7 +149,12 @@ def main(argv=None) -> int:
         say(f"{len(bad)} of {len(rows)} files missing or not loadable; get them with: "
             f"python scripts/download_models.py --local_dir {local_dir} --include {' '.join(bad_parts)}")
         return 1
-    print(f"all {len(rows)} files present and loadable in {local_dir}")
+    present = [row for row in rows if row.present]
+    print(f"all {len(present)} files present and loadable in {local_dir}")
+    optional = [row.file for row in rows if not row.present]
+    if optional:
+        print(f"not present (optional, for scripts/evaluate.py): {', '.join(optional)}; get them with: "
+              f"python scripts/download_models.py --local_dir {local_dir} --include {evaluation_weights.PART}")
     return 0
 
 

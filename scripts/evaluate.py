@@ -1,6 +1,8 @@
-"""Score generated talking-head videos: Sync-C / Sync-D (LSE-C / LSE-D) as the official SyncNet code computes them.
+"""Score generated talking-head videos: Sync-C / Sync-D (LSE-C / LSE-D) as the official SyncNet code computes them,
+KpsDis (pose control) and CSIM (identity).
 
     python scripts/evaluate.py outputs/ --ground_truth data/test_videos --out eval/
+    python scripts/evaluate.py outputs/ --kps data/kps --references data/portraits --out eval/
     python scripts/evaluate.py videos.csv --out eval/        # or .jsonl; columns video[, ground_truth, reference, kps]
     python scripts/evaluate.py --check_demo                  # the real SyncNet on the official example.avi
 
@@ -9,7 +11,9 @@ Writes eval/scores.csv (one row per video, and per ground-truth video), eval/sum
 row, 2 when nothing could be scored (bad folder, manifest or weight file). Weights are read from
 model_ckpts/evaluation/ (syncnet_v2.model, sfd_face.pth); a metric whose weights are missing is skipped with one
 line saying how to get them. The protocol, and where it deviates from the official one, is in
-evaluation/lip_sync.py. --references and --kps are matched now, for the identity and keypoint metrics to come.
+evaluation/lip_sync.py. KpsDis (the keypoints of each generated frame against the --kps file it was driven by, or
+else those of its --ground_truth video) and CSIM (ArcFace similarity to its --references portrait) use insightface's
+buffalo_l models from --insightface_model_path (det_10g.onnx; w600k_r50.onnx for CSIM); see evaluation/face_metrics.py.
 """
 
 import argparse
@@ -27,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--references", default=None, help="folder of reference portraits, matched by file stem")
     parser.add_argument("--kps", default=None, help="folder of keypoint files (.pth) the videos were driven by, matched by file stem")
     parser.add_argument("--weights_dir", default="model_ckpts/evaluation", help="folder holding syncnet_v2.model and sfd_face.pth")
+    parser.add_argument("--insightface_model_path", default="model_ckpts/insightface_models",
+                        help="folder holding models/buffalo_l/ (det_10g.onnx for KpsDis, w600k_r50.onnx for CSIM)")
     parser.add_argument("--check_demo", action="store_true",
                         help="score the official example.avi (put it in --weights_dir) and compare with the official README's numbers")
     return parser
@@ -46,7 +52,8 @@ def main(argv=None) -> int:
             ok, line = check_official_demo(args.weights_dir)
             print(line)
             return 0 if ok else 1
-        report = evaluate_videos(args.videos, args.out, args.ground_truth, args.references, args.kps, args.weights_dir)
+        report = evaluate_videos(args.videos, args.out, args.ground_truth, args.references, args.kps, args.weights_dir,
+                                 face_models_dir=args.insightface_model_path)
     except VExpressError as error:
         print(error, file=sys.stderr)
         return 2

@@ -1,11 +1,14 @@
 """The check behind `download_models.py --check`: every file of a `model_ckpts/`-layout folder (as
-`pipelines.loading.ModelPaths` describes it) present, its size, and whether it loads with the right keys.
+`pipelines.loading.ModelPaths` describes it, and the evaluation's weights as `evaluation.weights` describes them)
+present, its size, and whether it loads with the right keys (the evaluation's: and its published size and SHA-256,
+where known).
 Weight files are read weights-only; networks are built on the `meta` device for the key check, so checking
 costs no memory."""
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from evaluation import weights as evaluation_weights
 from modules.errors import first_line
 from pipelines.loading import PARTS, ModelPaths
 
@@ -17,22 +20,49 @@ class FileCheck:
     present: bool
     size: int = 0
     loads: str = "-"  # "ok", "-" (not checked), or what is wrong
+    optional: bool = False  # an evaluation file in a check that did not ask for it: its absence is no failure
 
     @property
     def ok(self) -> bool:
-        return self.present and self.loads in ("ok", "-")
+        return (self.present and self.loads in ("ok", "-")) or (self.optional and not self.present)
 
 
 def check_model_folder(folder, parts=None, load=True) -> list[FileCheck]:
-    """One row per required file of each part (default all): present, size, and (`load`) whether it loads."""
+    """One row per required file of each part (default: every generation part, and the evaluation's files as
+    optional rows): present, size, and (`load`) whether it loads."""
     folder = Path(folder)
     rows = []
-    for part, _, accepted in ModelPaths.under(folder).required_files(parts or list(PARTS)):
+    for part, _, accepted in ModelPaths.under(folder).required_files(list(PARTS) if parts is None else parts):
         path = next((p for p in accepted if p.is_file()), None)
         name = str(path.relative_to(folder)) if path else " or ".join(str(p.relative_to(folder)) for p in accepted)
         row = FileCheck(part, name, path is not None, path.stat().st_size if path else 0)
         if path is not None and load:
             row.loads = _loads(folder, part, path)
+        rows.append(row)
+    if parts is None or evaluation_weights.PART in parts:
+        rows += _evaluation_rows(folder, optional=parts is None, load=load)
+    return rows
+
+
+def _evaluation_rows(folder: Path, optional: bool, load: bool) -> list[FileCheck]:
+    """model_ckpts/evaluation/'s files: present, size, published size and SHA-256 (where known) and, for the
+    networks (`load`), whether they load strictly."""
+    from evaluation.s3fd import S3FD
+    from evaluation.syncnet import SyncNet
+
+    networks = {"syncnet_v2.model": SyncNet, "sfd_face.pth": S3FD}
+    rows = []
+    for name in evaluation_weights.SOURCES:
+        path = folder / evaluation_weights.PART / name
+        row = FileCheck(evaluation_weights.PART, f"{evaluation_weights.PART}/{name}", path.is_file(),
+                        path.stat().st_size if path.is_file() else 0, optional=optional)
+        if row.present:
+            row.loads = evaluation_weights.verify(path)
+            if row.loads == "ok" and load and name in networks:
+                try:
+                    evaluation_weights.load_strict(networks[name](), path)
+                except Exception as error:  # any failure to load is reported in the table, not raised
+                    row.loads = str(error).replace(f"{path}: ", "").split("; get it")[0][:160]
         rows.append(row)
     return rows
 
@@ -97,7 +127,8 @@ def _check_network_file(folder: Path, path: Path) -> None:
 def format_table(rows: list[FileCheck]) -> str:
     table = [("file", "present", "size", "loads")]
     for row in rows:
-        table.append((row.file, "yes" if row.present else "MISSING", _size(row.size) if row.present else "-", row.loads))
+        present = "yes" if row.present else "optional" if row.optional else "MISSING"
+        table.append((row.file, present, _size(row.size) if row.present else "-", row.loads))
     widths = [max(len(r[i]) for r in table) for i in range(3)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths + [0])).rstrip() for r in table)
 

@@ -69,3 +69,48 @@ def test_a_clone_without_a_part_is_an_error(hub_clone, tmp_path):
     shutil.copytree(hub_clone, partial_clone, ignore=shutil.ignore_patterns("sd-vae-ft-mse"))
     result = run_cli("scripts/download_models.py", "--repo_id", partial_clone, "--local_dir", tmp_path / "out", "--include", "sd-vae-ft-mse")
     assert result.returncode == 1 and "has no files for sd-vae-ft-mse" in result.stderr
+
+
+def test_evaluation_weights_offline_check_and_verified_download(tmp_path, monkeypatch):
+    """--include evaluation: the usual one-line message offline, the files reported by --check (optional unless
+    asked for), and a download that only ever leaves a verified file (file:// URLs stand in for the official site)."""
+    import torch
+
+    from evaluation import weights
+    from evaluation.s3fd import S3FD
+    from evaluation.syncnet import SyncNet
+
+    out = tmp_path / "model_ckpts"
+    result = run_cli("scripts/download_models.py", "--local_dir", out, "--include", "evaluation")  # HF_HUB_OFFLINE=1 in run_cli
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "could not download the evaluation weights" in result.stderr and "offline: HF_HUB_OFFLINE is set" in result.stderr
+    assert "curl -L -o" in result.stderr and "syncnet_v2.model" in result.stderr and not (out / "evaluation").exists()
+
+    check = run_cli("scripts/download_models.py", "--check", "--local_dir", out, "--include", "evaluation")
+    assert check.returncode == 1 and any(line.startswith("evaluation/sfd_face.pth") and "MISSING" in line for line in check.stdout.splitlines())
+    assert "--include evaluation" in check.stderr
+
+    source = tmp_path / "site"
+    source.mkdir()
+    torch.save(SyncNet().state_dict(), source / "syncnet_v2.model")
+    torch.save(S3FD().state_dict(), source / "sfd_face.pth")
+    (source / "example.avi").write_bytes(b"demo")
+    monkeypatch.setattr(weights, "SOURCES", {name: (source / name).as_uri() for name in weights.SOURCES})
+    size = (source / "sfd_face.pth").stat().st_size
+    monkeypatch.setitem(weights.PUBLISHED, "sfd_face.pth", (size + 1, None))  # a known size the file does not have
+    with pytest.raises(weights.WeightsError, match=r"sfd_face\.pth: downloaded file failed its check \(size .* published .*\)"):
+        weights.download(weights.SOURCES["sfd_face.pth"], out / "evaluation" / "sfd_face.pth")
+    assert not (out / "evaluation" / "sfd_face.pth").exists() and not list(out.rglob("*partial*"))
+    monkeypatch.setitem(weights.PUBLISHED, "sfd_face.pth", (size, weights.sha256(source / "sfd_face.pth")))
+    for name, url in weights.SOURCES.items():
+        weights.download(url, out / "evaluation" / name)
+    assert (out / "evaluation" / "sfd_face.pth").read_bytes() == (source / "sfd_face.pth").read_bytes()
+
+    check = run_cli("scripts/download_models.py", "--check", "--local_dir", out, "--include", "evaluation")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "all 3 files present and loadable" in check.stdout
+    assert any(line.startswith("evaluation/syncnet_v2.model") and line.endswith("ok") for line in check.stdout.splitlines())
+    torch.save({"wrong": torch.zeros(1)}, out / "evaluation" / "syncnet_v2.model")
+    check = run_cli("scripts/download_models.py", "--check", "--local_dir", out)  # default: generation parts + evaluation as optional
+    row = next(line for line in check.stdout.splitlines() if line.startswith("evaluation/syncnet_v2.model"))
+    assert "does not fit SyncNet" in row and check.returncode == 1

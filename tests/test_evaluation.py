@@ -161,7 +161,7 @@ def test_weights_load_strictly_and_name_the_file(syncnet, tmp_path):
     with pytest.raises(WeightsError, match=r"syncnet_v2\.model: does not fit SyncNet \(missing keys: netcnnlip\.0\.weight\)") as error:
         load_strict(SyncNet(), path)
     assert "\n" not in str(error.value)
-    with pytest.raises(MissingWeightsError, match=r"sfd_face\.pth: missing; get it with: curl"):
+    with pytest.raises(MissingWeightsError, match=r"sfd_face\.pth: missing; get it with: python scripts/download_models\.py --include evaluation"):
         load_strict(S3FD(), tmp_path / "sfd_face.pth")
     path.write_bytes(b"")
     with pytest.raises(WeightsError, match=r"syncnet_v2\.model: not a readable weights file \(empty file\)"):
@@ -174,11 +174,16 @@ def test_missing_weights_skip_the_metric(tmp_path):
     (tmp_path / "videos").mkdir()
     (tmp_path / "videos" / "a.mp4").write_bytes(b"not a video")
     said = []
-    report = evaluate_videos(tmp_path / "videos", tmp_path / "out", weights_dir=tmp_path / "none", say=said.append)
-    assert len(said) == 1 and "syncnet_v2.model: missing; get it with: curl -L -o" in said[0]
+    weights = tmp_path / "model_ckpts" / "evaluation"
+    report = evaluate_videos(tmp_path / "videos", tmp_path / "out", weights_dir=weights, face_models_dir=tmp_path / "none", say=said.append)
+    assert [line.split(":")[0] for line in said] == ["skipping Sync-C/Sync-D", "skipping KpsDis", "skipping CSIM"]
     assert report.rows[0]["status"] == "skipped"
-    assert report.summary["skipped"] == [f"Sync-C/Sync-D: {tmp_path / 'none' / 'syncnet_v2.model'}: missing; get it with: curl -L -o "
-                                         f"{tmp_path / 'none' / 'syncnet_v2.model'} https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model"]
+    detector = tmp_path / "none" / "models" / "buffalo_l" / "det_10g.onnx"
+    assert report.summary["skipped"] == [
+        f"Sync-C/Sync-D: {weights / 'syncnet_v2.model'}: missing; get it with: python scripts/download_models.py --include evaluation "
+        f"--local_dir {tmp_path / 'model_ckpts'}",
+        f"KpsDis: {detector}: missing; get it with: python scripts/download_models.py --include insightface_models",
+        f"CSIM: {detector}: missing; get it with: python scripts/download_models.py --include insightface_models"]
     assert (tmp_path / "out" / "scores.csv").is_file() and (tmp_path / "out" / "summary.md").is_file()
 
 
@@ -270,3 +275,125 @@ def test_the_official_demo_with_the_published_weights():
 
     ok, line = check_official_demo(PUBLISHED)
     assert ok, line
+
+
+# KpsDis and CSIM: insightface's own loading, decoding and alignment code on tiny ONNX models (a detector that
+# finds a face at a green marker cell, a random ArcFace-shaped embedder).
+
+def write_random_arcface(model_root: Path, seed: int = 0) -> Path:
+    """`model_root/models/buffalo_l/w600k_r50.onnx` with ArcFace's signature (input 'input.1' (N, 3, 112, 112) float,
+    output (N, 512)): 8x8 average pooling, then a random linear map. Returns `model_root`."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.random.default_rng(seed).standard_normal((3 * 14 * 14, 512)).astype(np.float32)
+    nodes = [helper.make_node("AveragePool", ["input.1"], ["pooled"], kernel_shape=[8, 8], strides=[8, 8]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "weight"], ["683"])]
+    graph = helper.make_graph(nodes, "random_arcface", [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, ["N", 3, 112, 112])],
+                              [helper.make_tensor_value_info("683", TensorProto.FLOAT, ["N", 512])], [numpy_helper.from_array(weight, "weight")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    folder = model_root / "models" / "buffalo_l"
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, folder / "w600k_r50.onnx")
+    return model_root
+
+
+def write_rgb_video(path: Path, frames: np.ndarray, fps: int = 25) -> Path:
+    """Lossless RGB H.264 (libx264rgb) in Matroska: frames decode back bit for bit."""
+    import imageio_ffmpeg
+
+    writer = imageio_ffmpeg.write_frames(str(path), frames.shape[2:0:-1], fps=fps, codec="libx264rgb", pix_fmt_in="rgb24",
+                                         pix_fmt_out="rgb24", macro_block_size=1, output_params=["-crf", "0"])
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
+    return path
+
+
+def marker_frames(positions, size: int = 64, background: np.ndarray | None = None) -> np.ndarray:
+    from helpers.marker_detector import draw_marker
+
+    frames = []
+    for position in positions:
+        frame = np.full((size, size, 3), 60, np.uint8) if background is None else background.copy()
+        frames.append(frame if position is None else draw_marker(frame, *position))
+    return np.stack(frames)
+
+
+def test_kps_dis_is_zero_on_its_own_keypoints_and_grows_with_a_known_offset(tmp_path):
+    from helpers.cli import write_lossless_video
+    from helpers.marker_detector import expected_kps, write_marker_detector
+    from evaluation.runner import evaluate_videos
+
+    detector_root = write_marker_detector(tmp_path / "insightface")
+    path = [(16 + 8 * (i // 4), 32) for i in range(12)]  # the face moves right, 8 px every 4 frames
+    for folder in ("gen", "gt", "kps"):
+        (tmp_path / folder).mkdir()
+    torch.save([expected_kps(x, y) for x, y in path], tmp_path / "kps" / "same.pth")  # the published format
+    torch.save([expected_kps(x, y) for x, y in path], tmp_path / "kps" / "moved.pth")
+    torch.save([expected_kps(x, y) for x, y in path[::2]], tmp_path / "kps" / "stretched.pth")  # 6 frames for 12
+    write_lossless_video(tmp_path / "gen" / "same.mp4", marker_frames(path), 25)
+    write_lossless_video(tmp_path / "gen" / "moved.mp4", marker_frames([(x + 8, y) for x, y in path]), 25)
+    write_lossless_video(tmp_path / "gen" / "stretched.mp4", marker_frames(path[:11] + [None]), 25)  # last frame: no face
+    write_lossless_video(tmp_path / "gt" / "moved.mp4", marker_frames(path), 25)
+    said = []
+    report = evaluate_videos(tmp_path / "gen", tmp_path / "out", kps=tmp_path / "kps", weights_dir=tmp_path / "none",
+                             face_models_dir=detector_root, say=said.append)
+    rows = {row["video"]: row for row in report.rows if row["kind"] == "generated"}
+    assert rows["same"]["kps_dis"] == pytest.approx(0, abs=0.5) and rows["same"]["kps_missing"] == 0
+    assert rows["moved"]["kps_dis"] == pytest.approx(8, abs=0.5)
+    # Every other frame's keypoints stretched over 12 frames: the 11 frames with a face are within a step of 8 px.
+    assert rows["stretched"]["kps_missing"] == pytest.approx(1 / 12) and 0 < rows["stretched"]["kps_dis"] < 8
+    assert [line.split(":")[0] for line in said] == ["skipping Sync-C/Sync-D", "skipping CSIM"]
+    assert "w600k_r50.onnx: missing; get it with: python scripts/download_models.py --include insightface_models" in said[1]
+
+    # No keypoint file: the ground truth's keypoints (detected, as the generated frames') are the target.
+    report = evaluate_videos(tmp_path / "gen", tmp_path / "out2", ground_truth=tmp_path / "gt", weights_dir=tmp_path / "none",
+                             face_models_dir=detector_root, say=said.append)
+    (moved,) = [row for row in report.rows if row["video"] == "moved" and row["kind"] == "generated"]
+    assert moved["kps_dis"] == pytest.approx(8, abs=0.5)
+    assert "kps_dis" not in [row for row in report.rows if row["video"] == "same"][0]  # no target: no score
+    assert report.summary["metrics"]["generated"]["kps_dis"] == pytest.approx(8, abs=0.5)
+    assert "KpsDis" in (tmp_path / "out2" / "summary.md").read_text()
+
+
+def test_csim_is_one_on_the_reference_itself_and_less_on_another_face(tmp_path):
+    from PIL import Image
+
+    from helpers.marker_detector import write_marker_detector
+    from evaluation import face_metrics
+    from evaluation.runner import evaluate_videos
+
+    root = write_random_arcface(write_marker_detector(tmp_path / "insightface"))
+    portrait = np.asarray(Image.open(ROOT / "test_samples" / "portrait.png").convert("RGB").resize((64, 64))).copy()
+    reference = marker_frames([(24, 32)], background=portrait)[0]
+    models = face_metrics.FaceModels(root, identity=True)
+    for folder in ("gen", "refs"):
+        (tmp_path / folder).mkdir()
+    Image.fromarray(reference).save(tmp_path / "refs" / "clip.png")
+    Image.fromarray(reference).save(tmp_path / "refs" / "other.png")
+    other_face = marker_frames([(24, 32)], background=np.ascontiguousarray(portrait[::-1]))  # the portrait upside down
+    write_rgb_video(tmp_path / "gen" / "clip.mkv", np.stack([reference] * 5))
+    write_rgb_video(tmp_path / "gen" / "other.mkv", np.repeat(other_face, 5, axis=0))
+    scores = face_metrics.score_video(models, tmp_path / "gen" / "clip.mkv", reference=tmp_path / "refs" / "clip.png")
+    assert scores.csim == pytest.approx(1.0, abs=1e-5) and scores.kps_dis is None
+    assert face_metrics.score_video(models, tmp_path / "gen" / "other.mkv", reference=tmp_path / "refs" / "other.png").csim < 0.99
+
+    said = []
+    report = evaluate_videos(tmp_path / "gen", tmp_path / "out", references=tmp_path / "refs", weights_dir=tmp_path / "none",
+                             face_models_dir=root, say=said.append)
+    rows = {row["video"]: row for row in report.rows}
+    assert rows["clip"]["csim"] == pytest.approx(1.0, abs=1e-5) and rows["other"]["csim"] < 0.99
+    assert len(said) == 1 and rows["clip"]["status"] == "ok"
+    assert len(report.summary["weights"]["w600k_r50.onnx"]) == 64
+
+    # A reference without a face leaves CSIM empty, with a note; the row is still scored.
+    Image.fromarray(portrait).save(tmp_path / "refs" / "clip.png")
+    report = evaluate_videos(tmp_path / "gen", tmp_path / "out", references=tmp_path / "refs", weights_dir=tmp_path / "none",
+                             face_models_dir=root, say=said.append)
+    row = next(row for row in report.rows if row["video"] == "clip")
+    assert "csim" not in row and "no face found in the reference portrait" in row["message"]

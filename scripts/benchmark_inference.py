@@ -9,6 +9,7 @@ not the weights, sets the cost; nothing is downloaded.
     python scripts/benchmark_inference.py --report audio --seconds 60 600       # wav2vec2-base on 1 and 10 minutes of audio
     python scripts/benchmark_inference.py --report modes --size full --width 128 --height 128
     python scripts/benchmark_inference.py --report upsampling --case full_cpu  # regrouped up-samplers against diffusers'
+    python scripts/benchmark_inference.py --report scoring --seconds 10 --repeats 1   # scripts/evaluate.py on a 10 s 512x512 video
 
 Reports:
 - phases: one generation in this process (the streamed path inference.py takes): seconds per phase and per UNet
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.benchmarks.common import inference_defaults  # noqa: E402
 
-REPORTS = ["phases", "cli", "memory", "filter", "audio", "modes", "upsampling"]  # scripts/benchmarks/<report>.py
+REPORTS = ["phases", "cli", "memory", "filter", "audio", "modes", "upsampling", "scoring"]  # scripts/benchmarks/<report>.py
 CASES = {  # issue 12's "full-size CPU case"
     "full_cpu": dict(size="full", width=128, height=128, frames=28, context_frames=12, context_overlap=4, steps=2,
                      guidance_scale=3.5, device="cpu", dtype="fp32"),
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
     import torch
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    large = args.report in ("memory", "filter")
+    large = args.report in ("memory", "filter", "scoring")
     args.width, args.height = args.width or (512 if large else 64), args.height or (512 if large else 64)
     args.steps = args.steps or {"memory": 1}.get(args.report, 4)
     args.dtype = args.dtype or ("fp32" if args.device == "cpu" else "fp16")

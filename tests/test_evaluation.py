@@ -18,6 +18,7 @@ from evaluation.s3fd import S3FD, detect_faces, preprocess
 from evaluation.syncnet import SyncNet
 from evaluation.errors import MissingWeightsError, WeightsError
 from evaluation.weights import load_strict
+from scripts.benchmarks.scoring import firing_detector  # random S3FD that finds the whole 128x128 frame
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "evaluation"
@@ -199,20 +200,6 @@ def write_test_video(path: Path, frames: int, seed: int) -> None:
                "-i", "-", "-i", str(path.with_suffix(".wav")), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)]
     subprocess.run(command, input=video.tobytes(), check=True)
     path.with_suffix(".wav").unlink()
-
-
-def firing_detector(s3fd: S3FD) -> dict:
-    """The seeded random S3FD with its heads set so that it finds exactly one face, the whole 128x128 frame, in
-    every frame (at scale 0.25 its stride-32 layer has one anchor, at the centre, here shrunk to the frame):
-    random heads would find none at conf 0.9, or a different set each frame."""
-    state = {key: value.clone() for key, value in s3fd.state_dict().items()}
-    for layer in range(6):
-        state[f"conf.{layer}.weight"].zero_()
-        state[f"conf.{layer}.bias"].copy_(torch.tensor([10.0, 10.0, 10.0, -10.0] if layer == 0 else [10.0, -10.0]))
-    state["conf.3.bias"].copy_(torch.tensor([-10.0, 10.0]))
-    state["loc.3.weight"].zero_()
-    state["loc.3.bias"].copy_(torch.tensor([0.0, 0.0, math.log(0.25) / 0.2, math.log(0.25) / 0.2]))
-    return state
 
 
 def test_evaluate_script_end_to_end(syncnet, s3fd, tmp_path):

@@ -116,7 +116,8 @@ def test_reference_video_drives_the_keypoints(setup):
     assert np.abs(videos["moving"] - videos["still"]).mean() > 1  # levels of 255: more than the codec's rounding
 
 
-def test_ctrl_c_saves_the_state_says_so_in_one_line_and_the_run_resumes_to_the_identical_video(setup):
+def test_ctrl_c_and_kill_9_both_resume_to_the_identical_video(setup):
+    """Ctrl-C saves the state and says so in one line; kill -9 resumes from the periodic saves."""
     steps = ("--kps_path", setup["kps"], "--num_inference_steps", 12)
     reference, _ = generate(setup, "uninterrupted", *steps)
 
@@ -153,6 +154,25 @@ def test_ctrl_c_saves_the_state_says_so_in_one_line_and_the_run_resumes_to_the_i
     assert f"resuming from {state}: denoising step {match[1]} of 12 done" in result.stderr, result.stderr[-2000:]
     assert (inspect_mp4(output)["frames"] == inspect_mp4(reference)["frames"]).all()
     assert not state.exists()  # removed on success
+
+    # kill -9 gives no chance to save: the periodic saves (--resume_interval 0, every step) are what it resumes from,
+    # and the lock file the dead run left is no obstacle.
+    output = setup["folder"] / "killed.mp4"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "inference.py"), *map(str, command(setup, output, *steps, "--resume_interval", 0))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment, cwd=ROOT,
+    )
+    state, deadline = state_path(output), time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        if state.is_file():  # written atomically: complete once it is there
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    output, result = generate(setup, "killed", *steps, "--resume_interval", 0)
+    assert re.search(r"resuming from .*: denoising step (\d+) of 12 done", result.stderr), result.stderr[-2000:]
+    assert (inspect_mp4(output)["frames"] == inspect_mp4(reference)["frames"]).all()
 
 
 def test_multi_process_inference_gives_the_same_video(setup):

@@ -98,7 +98,7 @@ class VExpressPipeline(DiffusionPipeline):
         # The VAE decoder's up-samplers without their up-sampled tensors: the same sums regrouped, decodes 1.11x faster
         # on the CPU and 1.24x on an H200 (modules/upsampling.py). The denoising UNet's measured no gain: diffusers' own.
         use_phase_upsampling(vae)
-        self.cuda_levers = dict(CUDA_DEFAULTS)  # pipelines/cuda_levers.py; {} turns them off
+        self.cuda_levers = dict(CUDA_DEFAULTS)  # unet_levers' settings on CUDA (pipelines/cuda_levers.py)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.reference_image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True)
         self.kps_image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True, do_normalize=False)

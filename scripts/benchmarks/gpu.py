@@ -199,12 +199,11 @@ def measure_precision(entry: dict, master, pipelines: dict, args) -> None:
 
     frames = args.context_frames
     inputs = sample_inputs(args.width, args.height, frames)
-    master.cuda_levers = dict(cudnn_benchmark=False)  # strict fp32, as the CPU computes it
+    master.cuda_levers = {}  # unet_levers' own defaults: every lever off, strict fp32 as the CPU computes it
     reference = generate(master, inputs, frames, args, args.precision_steps)
     videos = {}
     if master.device.type == "cuda":
-        master.cuda_levers = {}  # PyTorch's own settings: TF32 convolutions
-        torch.backends.cudnn.allow_tf32 = True
+        master.cuda_levers = dict(strict_fp32=False)  # PyTorch's own default: TF32 convolutions
         videos["fp32 with TF32 convolutions"] = generate(master, inputs, frames, args, args.precision_steps)
         master.cuda_levers = dict(CUDA_DEFAULTS)
         videos["fp32 with the CUDA defaults"] = generate(master, inputs, frames, args, args.precision_steps)
@@ -498,7 +497,7 @@ def main(argv=None) -> int:
             steps = args.e2e_steps
             while steps > 1 and windows * steps * per_window * 1.3 > report.left() - memory_reserve:
                 steps -= 1  # fewer steps when 25 would not fit: said in the row (steps)
-            pipeline.cuda_levers = dict(dict(cudnn_benchmark=False), **settings)  # the levers that paid, as the pipeline applies them
+            pipeline.cuda_levers = settings  # the levers that paid (the others off), as the pipeline applies them
             entry.update(run_generation(pipeline, args, args.e2e_seconds, steps, context_batch_size=batch))
             entry["levers"], entry["context_batch_size"] = settings, batch
 

@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from modules.checkpoints import atomic_path
+from modules.checkpoints import atomic_path, file_sha256
 from modules.errors import NoSpaceError, VExpressError, out_of_space
 
 from pipelines.pipeline_v_express import DenoisingState
@@ -25,18 +25,9 @@ def state_path(output_path: str | Path) -> Path:
     return output_path.with_name(f".{output_path.name}.resume.safetensors")
 
 
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fingerprint(files: dict[str, str | Path | None], settings: dict) -> str:
     """One digest of the input files' contents and every setting the latents depend on."""
-    described = {name: file_digest(path) if path else None for name, path in sorted(files.items())}
+    described = {name: file_sha256(path) if path else None for name, path in sorted(files.items())}
     return hashlib.sha256(json.dumps([described, settings], sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -75,7 +66,7 @@ class StateWriter:
     def __call__(self, pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
         if callback_kwargs["resumable"]:
             # A copy: the next step changes the latents in place (and a Ctrl-C can land in the middle of it).
-            self.latest = pipeline.denoising_state(step, callback_kwargs["latents"].to("cpu", copy=True))
+            self.latest = pipeline.denoising_state(step, callback_kwargs["latents"].clone())
             if time.monotonic() - self._last >= self.interval:
                 self.save(self.latest)
                 self._last = time.monotonic()

@@ -22,7 +22,7 @@ import numpy as np
 from evaluation.errors import EvaluationError, MissingWeightsError, WeightsError
 from media.face import FaceDetector, FaceError
 from media.kps_extraction import fill_missing
-from media.video import VideoError, VideoFrames
+from media.video import VideoFrames
 from modules.errors import VExpressError, first_line
 from motion.keypoints import load_kps_sequence, resample_kps_sequence
 
@@ -56,6 +56,7 @@ class FaceModels:
         self.root = Path(root)
         self.detector_path = require_file(model_file(self.root, DETECTOR_FILE))
         self._detectors: dict[tuple[int, int], FaceDetector] = {}
+        self._references: dict[Path, np.ndarray] = {}
         self.detector(640, 640)  # fails now, with its one line, if the detector cannot be loaded
         self.arcface = None
         if identity:
@@ -74,6 +75,13 @@ class FaceModels:
         """insightface's Face record (bbox, kps (5, 2), det_score) of the largest face, or None."""
         faces = self.detector(image_bgr.shape[1], image_bgr.shape[0]).faces(image_bgr)
         return faces[0] if faces else None
+
+    def reference_embedding(self, path: str | Path) -> np.ndarray:
+        """`reference_embedding` of a portrait, computed once however many videos share it."""
+        key = Path(path).resolve()
+        if key not in self._references:
+            self._references[key] = reference_embedding(self, path)
+        return self._references[key]
 
     def embedding(self, image_bgr: np.ndarray, face) -> np.ndarray:
         """The unit-length ArcFace embedding of `face` in `image_bgr` (insightface's norm_crop alignment)."""
@@ -136,12 +144,9 @@ def ground_truth_kps(models: FaceModels, video: str | Path, width: int, height: 
     """The keypoints of the ground-truth video's frames resized to width x height (gaps interpolated), stretched
     to `num_frames` when its length differs."""
     detected = []
-    try:
-        for rgb in VideoFrames(video):
-            face = models.largest_face(cv2.cvtColor(cv2.resize(rgb, (width, height)), cv2.COLOR_RGB2BGR))
-            detected.append(None if face is None else np.asarray(face.kps[:3], np.float32))
-    except VideoError as error:
-        raise EvaluationError(str(error)) from None
+    for rgb in VideoFrames(video):
+        face = models.largest_face(cv2.cvtColor(cv2.resize(rgb, (width, height)), cv2.COLOR_RGB2BGR))
+        detected.append(None if face is None else np.asarray(face.kps[:3], np.float32))
     kps = fill_missing(detected, video)
     return kps if len(kps) == num_frames else resample_kps_sequence(kps, num_frames).numpy()
 
@@ -166,26 +171,26 @@ def score_video(models: FaceModels, video: str | Path, kps_file=None, ground_tru
     embedding_ref = None
     if reference is not None and models.arcface is not None:
         try:
-            embedding_ref = reference_embedding(models, reference)
+            embedding_ref = models.reference_embedding(reference)
         except VExpressError as error:
             scores.notes.append(f"CSIM: {error}")
+    kps = kps and (kps_file is not None or ground_truth is not None)
+    if embedding_ref is None and not kps:
+        return scores  # no metric wants the frames: they are not decoded
     detected, similarities = [], []
-    try:
-        frames = VideoFrames(video)
-        width, height = frames.size
-        for rgb in frames:
-            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-            face = models.largest_face(bgr)
-            detected.append(None if face is None else np.asarray(face.kps[:3], np.float32))
-            if face is not None and embedding_ref is not None:
-                similarities.append(float(models.embedding(bgr, face) @ embedding_ref))
-    except VideoError as error:
-        raise EvaluationError(str(error)) from None
+    frames = VideoFrames(video)
+    width, height = frames.size
+    for rgb in frames:
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        face = models.largest_face(bgr)
+        detected.append(None if face is None else np.asarray(face.kps[:3], np.float32))
+        if face is not None and embedding_ref is not None:
+            similarities.append(float(models.embedding(bgr, face) @ embedding_ref))
     if embedding_ref is not None:
         scores.csim = float(np.mean(similarities)) if similarities else None
         if not similarities:
             scores.notes.append("CSIM: no face in any frame")
-    if kps and (kps_file is not None or ground_truth is not None):
+    if kps:
         try:
             target = driving_kps(kps_file, len(detected)) if kps_file is not None else ground_truth_kps(models, ground_truth, width, height, len(detected))
         except VExpressError as error:

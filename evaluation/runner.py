@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 from evaluation import face_metrics, lip_sync
 from evaluation.ffmpeg import ffmpeg_version
 from evaluation.errors import EvaluationError, MissingWeightsError
-from evaluation.weights import WEIGHTS_DIR, sha256
-from modules.checkpoints import atomic_path
+from evaluation.weights import WEIGHTS_DIR
+from modules.checkpoints import atomic_path, file_sha256
 from modules.errors import VExpressError, one_line
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -193,11 +193,11 @@ def _load_face_models(face_models_dir, weights: dict, skipped: list, say) -> tup
             skipped.append(f"{metric}: {error}")
             say(f"skipping {metric}: {error}")
         return None, False
-    weights[face_metrics.DETECTOR_FILE] = sha256(models.detector_path)
+    weights[face_metrics.DETECTOR_FILE] = file_sha256(models.detector_path)
     try:
         arcface_path = face_metrics.require_file(face_metrics.model_file(face_models_dir, face_metrics.ARCFACE_FILE))
         models.arcface = face_metrics.load_arcface(arcface_path)
-        weights[face_metrics.ARCFACE_FILE] = sha256(arcface_path)
+        weights[face_metrics.ARCFACE_FILE] = file_sha256(arcface_path)
     except VExpressError as error:
         skipped.append(f"CSIM: {error}")
         say(f"skipping CSIM: {error}")
@@ -216,7 +216,7 @@ def evaluate_videos(
     try:
         networks = lip_sync.load_networks(weights_dir)
         for name in (lip_sync.SYNCNET_FILE, lip_sync.S3FD_FILE):
-            weights[name] = sha256(Path(weights_dir) / name)
+            weights[name] = file_sha256(Path(weights_dir) / name)
     except MissingWeightsError as error:
         networks = None
         skipped.append(f"Sync-C/Sync-D: {error}")

@@ -9,13 +9,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import signal
 
-from evaluation import ffmpeg
+from evaluation import ffmpeg, tracking
 from evaluation.syncnet import SyncNet
 from evaluation.errors import EvaluationError
 
@@ -96,12 +95,6 @@ def evaluate(net: SyncNet, video: str | Path, batch_size: int = 20, vshift: int 
         paths = ffmpeg.extract_frames(video, Path(tmp) / "frames")
         ffmpeg.extract_audio(video, Path(tmp) / "audio.wav")
         _, audio = ffmpeg.read_wav(Path(tmp) / "audio.wav")
-        frames = np.stack([_read_image(path) for path in paths])
+        frames = np.stack(list(tracking.ImageFiles(paths)))
     return score_features(*sync_features(net, frames, audio, batch_size), vshift=vshift)
 
-
-def _read_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path))
-    if image is None:
-        raise EvaluationError(f"{path}: OpenCV cannot read this frame")
-    return image

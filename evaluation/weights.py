@@ -2,7 +2,6 @@
 (weights-only, strictly). The one description of model_ckpts/evaluation/: scripts/download_models.py
 (--include evaluation) fetches and checks these files, scripts/model_check.py reports them."""
 
-import hashlib
 import urllib.request
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import torch
 from torch import nn
 
 from evaluation.errors import MissingWeightsError, WeightsError
-from modules.checkpoints import atomic_path
+from modules.checkpoints import atomic_path, file_sha256
 from modules.errors import first_line
 
 PART = "evaluation"  # the scripts/download_models.py --include name
@@ -20,12 +19,6 @@ SOURCES = {
     "syncnet_v2.model": "https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",
     "sfd_face.pth": "https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/sfd_face.pth",
     "example.avi": "https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/example.avi",  # the demo check's video
-}
-# file -> what it is for (the --check table)
-PURPOSES = {
-    "syncnet_v2.model": "SyncNet (Sync-C/Sync-D)",
-    "sfd_face.pth": "S3FD face detector (Sync-C/Sync-D)",
-    "example.avi": "the official demo video (scripts/evaluate.py --check_demo)",
 }
 # file -> (size in bytes, SHA-256) of the published file. The host publishes neither, and this project could not
 # reach it when the table was written: None means "not known yet", to be filled in from the first verified
@@ -60,7 +53,7 @@ def verify(path: str | Path, name: str | None = None) -> str:
         return "empty file (0 bytes)"
     if size is not None and path.stat().st_size != size:
         return f"size {path.stat().st_size} bytes, published {size}: truncated or another file"
-    if digest is not None and sha256(path) != digest:
+    if digest is not None and file_sha256(path) != digest:
         return "SHA-256 differs from the published file's"
     return "ok"
 
@@ -107,10 +100,3 @@ def load_strict(network: nn.Module, path: str | Path) -> nn.Module:
     return network.eval()
 
 
-def sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(2**20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

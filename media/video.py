@@ -51,7 +51,6 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, audi
             for frame in tqdm(itertools.chain([first], frames), total=num_frames, desc="writing video", unit="frame", leave=False):
                 process.stdin.write(np.ascontiguousarray(frame))
                 sent += 1
-            process.stdin.close()
         except BrokenPipeError:  # ffmpeg stopped early: its exit status and messages say why
             pass
         except BaseException:

@@ -2,6 +2,7 @@
 five-file split, and the atomic writes every saved file goes through."""
 
 import contextlib
+import hashlib
 import glob
 import os
 import pickle
@@ -31,6 +32,12 @@ MOTION_MODULE_KEY = "motion_modules."  # the keys motion_module.bin holds; denoi
 
 class CheckpointError(VExpressError):
     """A weight file that is missing, unreadable, unsafe, or does not fit its network."""
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in chunks)."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ import pytest
 
 from helpers.cli import make_model_ckpts, run_cli
 from pipelines.loading import PARTS
+from modules.checkpoints import file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def test_evaluation_weights_offline_check_and_verified_download(tmp_path, monkey
     with pytest.raises(weights.WeightsError, match=r"sfd_face\.pth: downloaded file failed its check \(size .* published .*\)"):
         weights.download(weights.SOURCES["sfd_face.pth"], out / "evaluation" / "sfd_face.pth")
     assert not (out / "evaluation" / "sfd_face.pth").exists() and not list(out.rglob("*partial*"))
-    monkeypatch.setitem(weights.PUBLISHED, "sfd_face.pth", (size, weights.sha256(source / "sfd_face.pth")))
+    monkeypatch.setitem(weights.PUBLISHED, "sfd_face.pth", (size, file_sha256(source / "sfd_face.pth")))
     for name, url in weights.SOURCES.items():
         weights.download(url, out / "evaluation" / name)
     assert (out / "evaluation" / "sfd_face.pth").read_bytes() == (source / "sfd_face.pth").read_bytes()

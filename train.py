@@ -28,6 +28,7 @@ from modules.checkpoints import (
 )
 from modules.errors import VExpressError, first_line
 from pipelines.config import load_inference_config
+from pipelines.loading import from_pretrained
 from training.dataset import SampleKeys, TalkingHeadDataset
 from training.step import MODULE_NAMES, StepSettings, VExpressNetworks, training_noise_scheduler, training_step
 
@@ -184,13 +185,9 @@ def train(config, config_name: str) -> Path:
     if solver.denoising_unet_gradient_checkpointing:
         networks.denoising_unet.enable_gradient_checkpointing()
     weight_dtype = DTYPES.get(solver.mixed_precision, torch.float32)  # the frozen VAE's dtype
-    try:
-        vae = AutoencoderKL.from_pretrained(config.vae_model_path, torch_dtype=weight_dtype).to(accelerator.device).requires_grad_(False).eval()
-    except (OSError, ValueError) as error:
-        raise CheckpointError(
-            f"{config.vae_model_path}: cannot load the VAE ({first_line(error)}); "
-            "download it with: python scripts/download_models.py --include sd-vae-ft-mse"
-        ) from None
+    vae = from_pretrained(AutoencoderKL.from_pretrained, config.vae_model_path, "VAE", torch_dtype=weight_dtype,
+                          hint="download it with: python scripts/download_models.py --include sd-vae-ft-mse")
+    vae = vae.to(accelerator.device).requires_grad_(False).eval()
     scheduler = training_noise_scheduler(OmegaConf.to_container(config.noise_scheduler_kwargs), config.enable_zero_snr)
 
     trainable = [p for p in networks.parameters() if p.requires_grad]

@@ -23,7 +23,7 @@ from modules.checkpoints import DTYPES, leftover_partials
 from modules.errors import VExpressError, first_line
 
 from media.audio import load_audio
-from pipelines.speech import SAMPLING_RATE
+from pipelines.speech import SAMPLING_RATE, receptive_field
 from pipelines.context import num_frames_for_audio, video_length
 from motion.keypoints import KpsImages, load_kps_sequence
 from motion.retarget import RETARGET_STRATEGIES
@@ -82,7 +82,7 @@ def check_request(args) -> CheckedInputs:
     missing = ModelPaths.from_args(args).missing()
     if missing:
         raise InputError(f"{missing[0]}; download the weights with: python scripts/download_models.py")
-    audio_rate, receptive_field = _audio_encoder_input(args.audio_encoder_path)
+    audio_rate, encoder_field = _audio_encoder_input(args.audio_encoder_path)
     if args.standard_audio_sampling_rate != audio_rate:
         raise InputError(
             f"--standard_audio_sampling_rate {args.standard_audio_sampling_rate}: the audio encoder ({args.audio_encoder_path}) "
@@ -90,7 +90,7 @@ def check_request(args) -> CheckedInputs:
         )
     waveform = load_audio(args.audio_path, audio_rate)
     inputs = CheckedInputs(waveform)
-    shortest = max(receptive_field, math.ceil(audio_rate / args.fps))
+    shortest = max(encoder_field, math.ceil(audio_rate / args.fps))
     if len(waveform) < shortest:
         raise InputError(
             f"{args.audio_path}: the audio lasts {1000 * len(waveform) / audio_rate:.0f} ms; give at least {math.ceil(1000 * shortest / audio_rate)} ms "
@@ -178,10 +178,7 @@ def _audio_encoder_input(folder) -> tuple[int, int]:
     except (OSError, ValueError) as error:
         raise InputError(f"{folder}: cannot read the audio encoder's config ({first_line(error, limit=160)}); download it with: "
                          "python scripts/download_models.py --include wav2vec2-base-960h") from None
-    field_, step = 1, 1
-    for kernel, stride in zip(config.get("conv_kernel", [400]), config.get("conv_stride", [320])):
-        field_, step = field_ + (kernel - 1) * step, step * stride
-    return rate, field_
+    return rate, receptive_field(config.get("conv_kernel", [400]), config.get("conv_stride", [320]))
 
 
 def check_output_location(path: Path, needed_bytes: int) -> None:

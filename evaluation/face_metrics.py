@@ -21,7 +21,7 @@ import numpy as np
 
 from evaluation.errors import EvaluationError, MissingWeightsError, WeightsError
 from media.face import FaceDetector, FaceError
-from media.kps_extraction import fill_missing
+from media.kps_extraction import extract_kps_sequence
 from media.video import VideoFrames
 from modules.errors import VExpressError, first_line
 from motion.keypoints import load_kps_sequence, resample_kps_sequence
@@ -60,8 +60,12 @@ class FaceModels:
         self.detector(640, 640)  # fails now, with its one line, if the detector cannot be loaded
         self.arcface = None
         if identity:
-            self.arcface_path = require_file(model_file(self.root, ARCFACE_FILE))
-            self.arcface = load_arcface(self.arcface_path)
+            self.load_identity()
+
+    def load_identity(self) -> None:
+        """buffalo_l's ArcFace model, for CSIM; MissingWeightsError or WeightsError naming the file."""
+        self.arcface_path = require_file(model_file(self.root, ARCFACE_FILE))
+        self.arcface = load_arcface(self.arcface_path)
 
     def detector(self, width: int, height: int) -> FaceDetector:
         """The detector for images of width x height: its input size rounded up to multiples of 32 (the
@@ -141,13 +145,9 @@ def driving_kps(kps_file: str | Path, num_frames: int) -> np.ndarray:
 
 
 def ground_truth_kps(models: FaceModels, video: str | Path, width: int, height: int, num_frames: int) -> np.ndarray:
-    """The keypoints of the ground-truth video's frames resized to width x height (gaps interpolated), stretched
-    to `num_frames` when its length differs."""
-    detected = []
-    for rgb in VideoFrames(video):
-        face = models.largest_face(cv2.cvtColor(cv2.resize(rgb, (width, height)), cv2.COLOR_RGB2BGR))
-        detected.append(None if face is None else np.asarray(face.kps[:3], np.float32))
-    kps = fill_missing(detected, video)
+    """The ground-truth video's keypoints at width x height, as scripts/extract_kps_sequence_and_audio.py extracts
+    them (the tracked face, gaps interpolated), stretched to `num_frames` when its length differs."""
+    kps = extract_kps_sequence(video, models.detector(width, height), width, height, max_missing_fraction=1.0, report=lambda _: None).kps
     return kps if len(kps) == num_frames else resample_kps_sequence(kps, num_frames).numpy()
 
 

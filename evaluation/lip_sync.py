@@ -83,5 +83,5 @@ def check_official_demo(weights_dir: str | Path) -> tuple[bool, str]:
     scores = sync_score.evaluate(load_strict(SyncNet(), weights_dir / SYNCNET_FILE), video)
     got = {"offset": scores.offset, "min_dist": round(scores.min_dist, 3), "confidence": round(scores.confidence, 3)}
     ok = got["offset"] == DEMO_EXPECTED["offset"] and all(abs(got[k] - DEMO_EXPECTED[k]) <= 0.0015 for k in ("min_dist", "confidence"))
-    line = f"AV offset {got['offset']}, min dist {got['min_dist']:.3f}, confidence {got['confidence']:.3f}"
-    return ok, f"{line} ({'as' if ok else 'NOT as'} the official README: AV offset 3, min dist 5.353, confidence 10.021)"
+    line = "AV offset {offset}, min dist {min_dist:.3f}, confidence {confidence:.3f}"
+    return ok, f"{line.format(**got)} ({'as' if ok else 'NOT as'} the official README: {line.format(**DEMO_EXPECTED)})"

@@ -154,7 +154,7 @@ def _summarise(rows: list[dict], track_scores: dict[str, list], weights: dict, s
             "protocol": lip_sync.__doc__.strip(), "face_protocol": face_metrics.__doc__.strip()}
 
 
-def _markdown(summary: dict) -> str:
+def markdown(summary: dict) -> str:
     lines = ["| videos | count | scored | errors | face tracks | Sync-C ↑ | Sync-D ↓ | KpsDis ↓ | no face | CSIM ↑ |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for kind, m in summary["metrics"].items():
@@ -180,7 +180,7 @@ def write_report(report: Report, out_dir: str | Path) -> None:
     with atomic_path(out_dir / "summary.json") as partial:
         partial.write_text(json.dumps(report.summary, indent=2) + "\n", encoding="utf-8")
     with atomic_path(out_dir / "summary.md") as partial:
-        partial.write_text(_markdown(report.summary), encoding="utf-8")
+        partial.write_text(markdown(report.summary), encoding="utf-8")
 
 
 def _load_face_models(face_models_dir, weights: dict, skipped: list, say) -> tuple[face_metrics.FaceModels | None, bool]:
@@ -195,9 +195,8 @@ def _load_face_models(face_models_dir, weights: dict, skipped: list, say) -> tup
         return None, False
     weights[face_metrics.DETECTOR_FILE] = file_sha256(models.detector_path)
     try:
-        arcface_path = face_metrics.require_file(face_metrics.model_file(face_models_dir, face_metrics.ARCFACE_FILE))
-        models.arcface = face_metrics.load_arcface(arcface_path)
-        weights[face_metrics.ARCFACE_FILE] = file_sha256(arcface_path)
+        models.load_identity()
+        weights[face_metrics.ARCFACE_FILE] = file_sha256(models.arcface_path)
     except VExpressError as error:
         skipped.append(f"CSIM: {error}")
         say(f"skipping CSIM: {error}")

@@ -23,6 +23,8 @@ def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: audio file not found")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: cannot read audio from this file (empty file); use WAV, MP3, FLAC, M4A, OGG or a video with sound")
     try:
         samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except soundfile.LibsndfileError:  # not a format libsndfile reads (M4A/AAC, a video's audio track): ffmpeg decodes it
@@ -38,7 +40,7 @@ def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
         command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-acodec", "pcm_f32le", str(wav)]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0 or not wav.is_file():
-            detail = "empty file" if path.stat().st_size == 0 else (result.stderr.strip().splitlines() or ["no audio stream"])[-1]
+            detail = (result.stderr.strip().splitlines() or ["no audio stream"])[-1]
             raise AudioError(f"{path}: cannot read audio from this file ({detail}); use WAV, MP3, FLAC, M4A, OGG or a video with sound")
         return soundfile.read(wav, dtype="float32", always_2d=True)
 

@@ -111,10 +111,10 @@ def load_pipeline(paths: ModelPaths, device="cpu", dtype=torch.float32, audio_pr
     if missing:
         raise CheckpointError(f"{'; '.join(missing)}; {DOWNLOAD_HINT}")
     config = load_inference_config()
-    unet_config = _from_pretrained(UNet2DConditionModel.load_config, paths.unet_config_path, "UNet config")
-    vae = _from_pretrained(AutoencoderKL.from_pretrained, paths.vae_path, "VAE", torch_dtype=dtype)
-    audio_processor = _from_pretrained(Wav2Vec2FeatureExtractor.from_pretrained, paths.audio_encoder_path, "audio encoder")
-    audio_encoder = _from_pretrained(Wav2Vec2Model.from_pretrained, paths.audio_encoder_path, "audio encoder", torch_dtype=dtype)
+    unet_config = from_pretrained(UNet2DConditionModel.load_config, paths.unet_config_path, "UNet config")
+    vae = from_pretrained(AutoencoderKL.from_pretrained, paths.vae_path, "VAE", torch_dtype=dtype)
+    audio_processor = from_pretrained(Wav2Vec2FeatureExtractor.from_pretrained, paths.audio_encoder_path, "audio encoder")
+    audio_encoder = from_pretrained(Wav2Vec2Model.from_pretrained, paths.audio_encoder_path, "audio encoder", torch_dtype=dtype)
     pipeline = VExpressPipeline(
         vae=vae.to(device).eval().requires_grad_(False),
         reference_net=load_reference_net(unet_config, paths.reference_net_path, dtype, device),
@@ -131,10 +131,10 @@ def load_pipeline(paths: ModelPaths, device="cpu", dtype=torch.float32, audio_pr
     return pipeline
 
 
-def _from_pretrained(load, path: str, what: str, **kwargs):
+def from_pretrained(load, path: str, what: str, hint: str = DOWNLOAD_HINT, **kwargs):
     """`load(path, **kwargs)` (a diffusers or transformers loader); a file it cannot read, truncated or corrupt, is a
-    CheckpointError naming `path`."""
+    CheckpointError naming `path`, and `hint` says how to get it."""
     try:
         return load(path, **kwargs)
     except (OSError, ValueError, SafetensorError) as error:
-        raise CheckpointError(f"{path}: cannot load the {what} ({first_line(error)}); {DOWNLOAD_HINT}") from None
+        raise CheckpointError(f"{path}: cannot load the {what} ({first_line(error)}); {hint}") from None

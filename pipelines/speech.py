@@ -9,6 +9,14 @@ import torch.nn.functional as F
 SAMPLING_RATE = 16000  # wav2vec2's, and inference.py's default --standard_audio_sampling_rate
 
 
+def receptive_field(kernels, strides) -> int:
+    """Input samples one output frame of a stack of 1-D convolutions sees."""
+    field, step = 1, 1
+    for kernel, stride in zip(kernels, strides):
+        field, step = field + (kernel - 1) * step, step * stride
+    return field
+
+
 @torch.no_grad()
 def encode_speech(audio_encoder, input_values: torch.Tensor, chunk_seconds: float = 30.0, sampling_rate: int = SAMPLING_RATE) -> torch.Tensor:
     """Normalised waveform (1, samples) -> wav2vec2 `last_hidden_state` (1, T, dim), the states
@@ -22,9 +30,7 @@ def encode_speech(audio_encoder, input_values: torch.Tensor, chunk_seconds: floa
         return audio_encoder(input_values).last_hidden_state
     convs = [layer.conv for layer in layers]
     stride = math.prod(conv.stride[0] for conv in convs)  # samples per output frame
-    field, step = 1, 1  # samples one output frame sees
-    for conv in convs:
-        field, step = field + (conv.kernel_size[0] - 1) * step, step * conv.stride[0]
+    field = receptive_field([conv.kernel_size[0] for conv in convs], [conv.stride[0] for conv in convs])  # samples one output frame sees
     first = layers[0].conv
     samples = input_values.shape[-1]
     num_frames = _conv_output_length(samples, convs)

@@ -16,10 +16,11 @@ too, as optional).
 """
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path
+
+from huggingface_hub import constants as hf_constants
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -79,11 +80,6 @@ def manual_instructions(repo_id: str, parts: list[str], local_dir: Path) -> str:
     )
 
 
-def offline() -> bool:
-    """huggingface_hub's offline switch, honoured for the evaluation's other host too."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
-
-
 def fetch_evaluation(local_dir: Path, say) -> bool:
     """The evaluation's files into local_dir/evaluation/ (those present and passing their check are kept);
     False, with what is missing and how to get it by hand, when one could not be fetched."""
@@ -93,7 +89,7 @@ def fetch_evaluation(local_dir: Path, say) -> bool:
         if path.is_file() and evaluation_weights.verify(path) == "ok":
             continue
         try:
-            if offline():
+            if hf_constants.HF_HUB_OFFLINE:  # huggingface_hub's switch, honoured for the evaluation's host too
                 raise evaluation_weights.WeightsError(f"{url}: cannot download it (offline: HF_HUB_OFFLINE is set)")
             say(f"downloading {url}")
             evaluation_weights.download(url, path)

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     if args.videos is None and not args.check_demo:
         parser.error("give a folder or manifest of videos (or --check_demo)")
     from evaluation.lip_sync import check_official_demo
-    from evaluation.runner import evaluate_videos
+    from evaluation.runner import evaluate_videos, markdown
     from modules.errors import VExpressError
 
     try:
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing written; run the same command again", file=sys.stderr)
         return 130
-    print((Path(args.out) / "summary.md").read_text(encoding="utf-8"))
+    print(markdown(report.summary))
     return 1 if any(row["status"] == "error" for row in report.rows) else 0
 
 

@@ -25,7 +25,7 @@ from modules.upsampling import use_phase_upsampling
 
 from pipelines.speech import audio_vectors_per_frame, encode_speech
 from pipelines.context import context_windows
-from pipelines.cuda_levers import CUDA_DEFAULTS, device_levers
+from pipelines.cuda_levers import CUDA_DEFAULTS, convolution_precision, device_levers
 from pipelines.flicker_filter import FlickerFilter
 
 AUDIO_PROJECTION_FRAMES = 1024  # frames per Audio Projection call: bounds its (frames, 10, 768) input
@@ -286,9 +286,12 @@ class VExpressPipeline(DiffusionPipeline):
         batch_frames = batch_frames or self.decode_batch_size(frames.shape[-2:])
         starts = self.progress_bar(range(0, len(frames), batch_frames))
         starts.set_description("decoding")
+        strict_fp32 = device.type != "cuda" or self.cuda_levers.get("strict_fp32", True)
         for start in starts:
             batch = frames[start:start + batch_frames].to(device, self.vae.dtype) / self.vae.config.scaling_factor
-            yield (self.vae.decode(batch).sample / 2 + 0.5).clamp(0, 1)
+            with convolution_precision(strict_fp32):  # not held across the yield: the caller's code runs there
+                decoded = self.vae.decode(batch).sample
+            yield (decoded / 2 + 0.5).clamp(0, 1)
 
     def decode_batch_size(self, latent_size, limit: int = 16) -> int:
         """Frames per VAE decode. On the CPU one: measured fastest per frame (0.57 s against 0.67 s for 16 frames of

@@ -1,7 +1,7 @@
 """On a CUDA device (`pytest -m gpu`; skipped without one): lower precisions against fp32, every CUDA speed lever
-against the CPU in fp32, GPU memory flat in video length, a killed run resuming to the identical video, and
---save_gpu_memory. Tiny random networks; the CLI runs as users run it. GPU_TEST_DEVICE=cpu runs them on the CPU
-(to check the tests themselves; memory figures are then not asserted)."""
+against the CPU in fp32, GPU memory flat in video length, a killed run resuming to the identical video,
+--save_gpu_memory, and the CLI's video against the CPU's. Tiny random networks; the CLI runs as users run it.
+GPU_TEST_DEVICE=cpu runs them on the CPU (to check the tests themselves; memory figures are then not asserted)."""
 
 import contextlib
 import os
@@ -134,7 +134,7 @@ def run(cli, output, *extra, wait=True):
     return result
 
 
-def test_a_killed_run_resumes_and_save_gpu_memory_gives_the_same_video(cli):
+def test_a_killed_run_resumes_and_save_gpu_memory_and_the_cpu_give_the_same_video(cli):
     reference = cli["folder"] / "uninterrupted.mp4"
     result = run(cli, reference)
     assert re.search(rf", {DEVICE.type}(:\d+)? b?float\d+", result.stdout), result.stdout  # the summary names the device it ran on
@@ -154,6 +154,9 @@ def test_a_killed_run_resumes_and_save_gpu_memory_gives_the_same_video(cli):
     expected = inspect_mp4(reference)["frames"]
     assert np.array_equal(inspect_mp4(output)["frames"], expected)
 
-    saving = cli["folder"] / "saving.mp4"
-    run(cli, saving, "--save_gpu_memory")  # latents stepped on the host instead: equal up to float rounding
-    assert np.abs(inspect_mp4(saving)["frames"].astype(int) - expected).mean() < 0.5
+    # Equal up to float rounding (a 1e-6 change of the noise moves these frames by 6e-5 levels on average): latents
+    # stepped on the host and frames decoded one at a time; and the CPU's video, so that a TF32 convolution anywhere
+    # on the CLI's path (the decoder runs after the denoising loop) fails here.
+    for name, extra in (("saving.mp4", ["--save_gpu_memory"]), ("on_the_cpu.mp4", ["--device", "cpu"])):
+        run(cli, cli["folder"] / name, *extra)
+        assert np.abs(inspect_mp4(cli["folder"] / name)["frames"].astype(int) - expected).mean() < 0.5, name

@@ -8,11 +8,11 @@ cheapest first; each is written to --out as soon as it is measured, so a run sto
 killed) still leaves every figure measured so far. A section that fails records its error and the rest go on.
 
 Sections: environment; UNet seconds per window call in fp16 and bf16 under each lever (eager, cudnn.benchmark,
-channels_last, each SDPA backend, context batch sizes) and the FLOPs of one call; the best levers combined;
-fp16/bf16 against fp32 (and TF32 against strict fp32) on a short video; VAE decode per batch size with and without
-the regrouped up-samplers; the flicker filter; wav2vec2 on --audio_seconds; the presets; one end-to-end generation
-of --e2e_seconds at 25 steps; peak memory for each of --memory_seconds with and without --save_gpu_memory;
-torch.compile (default, reduce-overhead = CUDA graphs, max-autotune) while the budget lasts; derived figures.
+channels_last, each SDPA backend, context batch sizes) and the FLOPs of one call; the best levers combined; where one
+call's GPU time goes (CUDA only); fp16/bf16 against fp32 (and TF32 against strict fp32) on a short video; VAE
+decode per batch size with and without the regrouped up-samplers; the flicker filter; wav2vec2 on --audio_seconds;
+the presets; one end-to-end generation of --e2e_seconds at 25 steps; peak memory for each of --memory_seconds with
+and without --save_gpu_memory; torch.compile (default, reduce-overhead = CUDA graphs, max-autotune) while the budget lasts; derived figures.
 """
 
 import argparse
@@ -161,6 +161,40 @@ def measure_unet(report: Report, pipelines: dict, inputs, args, synchronize) -> 
                         torch.cuda.empty_cache()
             figures[dtype_name] = {k: v for k, v in seconds.items() if isinstance(v, float)}
     return figures
+
+
+KERNEL_KINDS = (  # a CUDA kernel's name -> what it computes, first match wins
+    ("attention", ("flash", "fmha", "attention", "softmax", "sdpa")),
+    ("convolution", ("conv", "implicit_gemm", "winograd", "dgrad", "wgrad", "fprop", "nchw", "nhwc")),
+    ("matmul", ("gemm", "cutlass", "sm90", "sm80", "matmul", "nvjet")),
+    ("normalization", ("norm", "welford", "reduce")),
+)
+
+
+def measure_profile(entry: dict, pipeline, inputs, args) -> None:
+    """Where one eager window call's GPU time goes: per kind of kernel, and the ten costliest kernels."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    call = WindowCall(pipeline, inputs, args.context_frames, args.width, args.height)
+    with torch.no_grad():
+        call()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+            call()
+            torch.cuda.synchronize()
+    kernels = [e for e in profiler.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    total = sum(e.time_range.elapsed_us() for e in kernels) or 1.0
+    kinds, by_name = {}, {}
+    for event in kernels:
+        name = event.name.lower()
+        kind = next((k for k, words in KERNEL_KINDS if any(w in name for w in words)), "elementwise and other")
+        microseconds = event.time_range.elapsed_us()
+        kinds[kind] = kinds.get(kind, 0.0) + microseconds
+        by_name[event.name] = by_name.get(event.name, 0.0) + microseconds
+    entry["gpu_milliseconds"] = round(total / 1000, 1)
+    entry["fraction_by_kind"] = {k: round(v / total, 3) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])}
+    entry["costliest_kernels"] = {name[:120]: round(v / total, 3) for name, v in sorted(by_name.items(), key=lambda kv: -kv[1])[:10]}
 
 
 def best_levers(seconds: dict) -> dict:
@@ -446,6 +480,11 @@ def main(argv=None) -> int:
             entry["seconds_per_window"] = round(best / choice["context_batch_size"], 4)
             entry["speedup_vs_eager"] = round(figures["fp16"]["eager"] / entry["seconds_per_window"], 3)
             del call
+
+    if device.type == "cuda" and "fp16" in pipelines:  # CUDA kernels are leaves; a CPU profile's operators nest
+        with report.section("profile", needs_seconds=15) as entry:
+            if entry is not None:
+                measure_profile(entry, pipelines["fp16"], window_inputs, args)
 
     with report.section("precision", needs_seconds=20) as entry:
         if entry is not None:

@@ -27,12 +27,14 @@ def main(argv=None) -> int:
 def run(argv) -> int:
     from modules.errors import VExpressError
     from app.generation import VideoGenerator, check_request
+    from app.requests import request_from_flags
 
-    args = build_parser().parse_args(argv)
+    flags = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:
-        inputs = check_request(args)
-        report = VideoGenerator(args).generate(args, inputs)
+        request = request_from_flags(flags)
+        inputs = check_request(request)
+        report = VideoGenerator(request).generate(request, inputs)
     except VExpressError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

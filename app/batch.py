@@ -1,13 +1,11 @@
 """Batch generation: a manifest with one row per video (CSV or JSON Lines, its columns named after inference.py's
 flags), shared out among processes, each job skipped when its output exists, every outcome in results.csv.
 
-A row becomes the argv of one inference.py run: the command line's inference.py flags first, then the row's
-columns (so a column wins), then the process's device."""
+A row becomes one request: the command line's request with the row's columns (so a column wins), on the process's
+device."""
 
-import argparse
 import csv
 import json
-import re
 import sys
 import tempfile
 import time
@@ -23,11 +21,10 @@ from modules.checkpoints import atomic_path
 from modules.errors import VExpressError, one_line
 
 from app.generation import VideoGenerator, check_request
-from app.requests import ONE_VIDEO_ON_MANY_PROCESSES, FlagError, inference_flags, parse_request
+from app.requests import ONE_VIDEO_ON_MANY_PROCESSES, GenerationRequest, InputError, inference_flags
 
 JOB_COLUMN = "job"  # optional: the job's name in results.csv (default: its output path)
 RESULT_COLUMNS = ("job", "status", "seconds", "frames", "message")
-TRUE, FALSE = ("1", "true", "yes", "on", "y"), ("", "0", "false", "no", "off", "n")  # a switch column's values
 
 
 class BatchError(VExpressError):
@@ -39,9 +36,8 @@ class BatchError(VExpressError):
 class Job:
     name: str
     line: int  # in the manifest, for messages
-    argv: list[str]  # the row's inference.py flags
-    request: argparse.Namespace | None = None  # None when the row did not parse
-    problem: str = ""  # why it did not parse
+    request: GenerationRequest | None = None  # None when the row's values make no request
+    problem: str = ""  # why they do not
 
     @property
     def output(self) -> Path | None:
@@ -102,26 +98,11 @@ def _json_object(path: Path, number: int, line: str) -> dict:
     return row
 
 
-def row_argv(row: dict, flags: dict) -> list[str]:
-    """One row's columns -> inference.py flags. A switch (a flag without a value) is given for true, yes or 1; a
-    flag of several values takes a JSON list or, in a CSV, the values separated by spaces."""
-    argv = []
-    for column, value in row.items():
-        if column == JOB_COLUMN:
-            continue
-        nargs = flags[column].nargs
-        text = value if isinstance(value, str) else json.dumps(value)  # JSON true -> "true", 3.5 -> "3.5"
-        if flags[column].type is int and re.fullmatch(r"-?\d+\.0*", text):
-            text = text.split(".")[0]  # 12.0, as spreadsheets and pandas write integers
-        if nargs == 0:
-            if text.lower() not in TRUE + FALSE:
-                raise FlagError(f"column {column}: {value!r} is not a switch value; give true or false")
-            argv += [f"--{column}"] if text.lower() in TRUE else []
-        elif isinstance(nargs, int):
-            argv += [f"--{column}", *map(str, value if isinstance(value, list) else text.split())]
-        else:
-            argv += [f"--{column}", text]
-    return argv
+def row_values(row: dict, flags: dict) -> dict:
+    """One row's columns -> request fields (a flag's alias names its field). The request takes each value as the
+    row gives it: text in a CSV (a switch as true, yes or 1; two numbers separated by a space), JSON values in a
+    JSON Lines file."""
+    return {flags[column]: value for column, value in row.items() if column != JOB_COLUMN}
 
 
 def check_columns(manifest, rows: list[tuple[int, dict]], flags: dict) -> None:
@@ -138,20 +119,19 @@ def check_columns(manifest, rows: list[tuple[int, dict]], flags: dict) -> None:
                                  "batch generation gives each process whole videos, so leave it out")
 
 
-def load_jobs(manifest, common_argv: list[str], device_argv: list[str]) -> list[Job]:
-    """The manifest's jobs, each parsed as an inference.py request (a row that does not parse keeps its problem, to
-    be reported as that job's failure). BatchError for problems of the manifest as a whole."""
+def load_jobs(manifest, defaults: GenerationRequest, device: dict) -> list[Job]:
+    """The manifest's jobs: each row's request is `defaults` (the command line's) with the row's values, on `device`
+    (this process's device settings). A row whose values make no request keeps its problem, to be reported as that
+    job's failure. BatchError for problems of the manifest as a whole."""
     flags = inference_flags()
     rows = read_manifest(manifest)
     check_columns(manifest, rows, flags)
     jobs = []
     for number, row in rows:
-        job = Job(name=str(row.get(JOB_COLUMN, "")), line=number, argv=[])
+        job = Job(name=str(row.get(JOB_COLUMN, "")), line=number)
         try:
-            job.argv = row_argv(row, flags)
-            switches = {flags[column].dest: f"--{column}" in job.argv for column in row if column != JOB_COLUMN and flags[column].nargs == 0}
-            job.request = parse_request(common_argv + job.argv + device_argv, switches)
-        except FlagError as error:
+            job.request = defaults.replace(**row_values(row, flags), **device)
+        except InputError as error:
             job.problem = f"line {job.line}: {error}"
         job.name = job.name or (str(job.output) if job.output else f"line {job.line}")
         jobs.append(job)
@@ -203,7 +183,7 @@ class JobRunner:
         self.current = job.name
         try:
             if job.request is None:
-                raise FlagError(job.problem)
+                raise InputError(job.problem)
             inputs = check_request(job.request)
             if self.generator is None:
                 self.generator = VideoGenerator(job.request, report=self._note)
@@ -307,14 +287,14 @@ class Processes:
         self.index, self.count, self.is_main = self.state.process_index, self.state.num_processes, self.state.is_main_process
         self.group = torch.distributed.new_group(backend="gloo", timeout=self.WAIT) if self.count > 1 else None
 
-    def device_argv(self) -> list[str]:
-        """This process's device flags: one GPU each, by its index on its machine; nothing for a single process,
-        where inference.py's --device and --gpu_id hold."""
+    def device(self) -> dict:
+        """This process's device settings: one GPU each, by its index on its machine; none for a single process,
+        where the command line's --device and --gpu_id hold."""
         if self.count == 1:
-            return []
+            return {}
         if self.state.device.type == "cuda":
-            return ["--device", "cuda", "--gpu_id", str(self.state.local_process_index)]
-        return ["--device", self.state.device.type]
+            return dict(device="cuda", gpu_id=self.state.local_process_index)
+        return dict(device=self.state.device.type)
 
     def gather(self, items: list) -> list:
         """Every process's `items`, concatenated in process order (on every process)."""
@@ -330,21 +310,21 @@ class Processes:
         self.state.destroy_process_group()  # before exit, or torch warns of a group left open
 
 
-def run_batch(manifest, results_path, common_argv: list[str]) -> int:
+def run_batch(manifest, results_path, defaults: GenerationRequest) -> int:
     """The whole batch on this process's share; the main process writes results.csv and prints the summary.
     0 once every job has had its turn (failures are in results.csv); 2 for a batch that cannot start."""
     processes = Processes()
     try:
-        return _run_batch(processes, manifest, results_path, common_argv)
+        return _run_batch(processes, manifest, results_path, defaults)
     finally:
         processes.close()
 
 
-def _run_batch(processes: Processes, manifest, results_path, common_argv: list[str]) -> int:
+def _run_batch(processes: Processes, manifest, results_path, defaults: GenerationRequest) -> int:
     started = time.perf_counter()
     jobs, to_run, skipped, problem = [], [], [], ""
     try:
-        jobs = load_jobs(manifest, common_argv, processes.device_argv())
+        jobs = load_jobs(manifest, defaults, processes.device())
         if processes.is_main:
             check_results_location(results_path)
         to_run, skipped = pending(jobs)

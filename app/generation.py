@@ -1,6 +1,6 @@
-"""One video from one request: what inference.py, the web UI and batch generation share. A request is the
-argparse namespace of inference.py's flags; `check_request` looks at everything before a network loads, and a
-`VideoGenerator` keeps the networks loaded across requests."""
+"""One video from one request: what inference.py, the web UI and batch generation share. A request is an
+app.requests.GenerationRequest (its settings already checked); `check_request` looks at its files before a network
+loads, and a `VideoGenerator` keeps the networks loaded across requests."""
 
 import contextlib
 import fcntl
@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,30 +26,14 @@ from media.audio import load_audio
 from pipelines.speech import SAMPLING_RATE, receptive_field
 from pipelines.context import num_frames_for_audio, video_length
 from motion.keypoints import KpsImages, load_kps_sequence
-from motion.retarget import RETARGET_STRATEGIES
-from pipelines.loading import SCHEDULERS, ModelPaths, load_pipeline, make_scheduler
-from motion.plan import HEAD_MOTIONS, KPS_FITS, MAX_HEAD_MOTION_STRENGTH, plan_keypoints
-from pipelines.pipeline_v_express import MAX_CONTEXT_FRAMES, published_noise_generator
+from pipelines.loading import load_pipeline, make_scheduler
+from motion.plan import plan_keypoints
+from pipelines.pipeline_v_express import published_noise_generator
+from app.requests import GenerationRequest, InputError
 from app.resume import StateWriter, fingerprint, load_state, state_path
 from media.video import BYTES_PER_OUTPUT_PIXEL, count_frames, write_video
 
 DRIVING_STRATEGIES = ("no_retarget", "offset_retarget", "naive_retarget", "similarity_retarget")  # need driving keypoints
-# The settings a preset stands for; any of them given on the command line wins.
-PRESETS = {
-    "published": dict(scheduler="ddim", num_inference_steps=25, guidance_interval=(0.0, 1.0), cache_interval=1),
-    "balanced": dict(scheduler="ddim", num_inference_steps=12, guidance_interval=(0.2, 1.0), cache_interval=1),
-    "fast": dict(scheduler="dpmpp_2m", num_inference_steps=8, guidance_interval=(0.2, 1.0), cache_interval=2),
-}
-# Flags that change no number of the latents beyond float rounding (which device computes them, e.g. a run started
-# under `accelerate launch`, which passes --device, and finished as one plain process): a run may resume under
-# different values of them.
-NOT_IN_FINGERPRINT = (
-    "output_path", "no_median_filter", "save_gpu_memory", "resume_interval", "device", "gpu_id", "decode_batch_frames",
-)
-
-
-class InputError(VExpressError):
-    """A request that cannot be generated: a flag out of range, an unusable file, an output another run writes."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -65,90 +49,55 @@ class CheckedInputs:
     notes: list[str] = field(default_factory=list)
 
 
-def apply_preset(args) -> None:
-    """Fill the fast-mode settings the command line left unset (None) from --preset."""
-    for name, value in PRESETS[args.preset].items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-
-
-def check_request(args) -> CheckedInputs:
-    """Every flag and input file, before anything expensive: one InputError naming the problem and the fix."""
-    apply_preset(args)
-    _check_settings(args)
-    if Path(args.output_path).suffix.lower() != ".mp4":
-        raise InputError(f"--output_path {args.output_path}: the output is an MP4 video; give a path ending in .mp4")
-    check_image(Path(args.reference_image_path))
-    missing = ModelPaths.from_args(args).missing()
+def check_request(request: GenerationRequest) -> CheckedInputs:
+    """Every input file and the output's place, before anything expensive (the settings were checked as the request
+    was made): one InputError naming the problem and the fix."""
+    for name in ("reference_image_path", "audio_path", "output_path"):
+        if getattr(request, name) is None:
+            raise InputError(f"--{name} is missing; give it")
+    if Path(request.output_path).suffix.lower() != ".mp4":
+        raise InputError(f"--output_path {request.output_path}: the output is an MP4 video; give a path ending in .mp4")
+    check_image(Path(request.reference_image_path))
+    missing = request.weights.missing()
     if missing:
         raise InputError(f"{missing[0]}; download the weights with: python scripts/download_models.py")
-    audio_rate, encoder_field = _audio_encoder_input(args.audio_encoder_path)
-    if args.standard_audio_sampling_rate != audio_rate:
+    audio_rate, encoder_field = _audio_encoder_input(request.weights.audio_encoder_path)
+    if request.standard_audio_sampling_rate != audio_rate:
         raise InputError(
-            f"--standard_audio_sampling_rate {args.standard_audio_sampling_rate}: the audio encoder ({args.audio_encoder_path}) "
+            f"--standard_audio_sampling_rate {request.standard_audio_sampling_rate}: the audio encoder ({request.weights.audio_encoder_path}) "
             f"takes {audio_rate} Hz audio; leave the flag at {audio_rate} (the audio is resampled to it whatever its own rate)"
         )
-    waveform = load_audio(args.audio_path, audio_rate)
+    waveform = load_audio(request.audio_path, audio_rate)
     inputs = CheckedInputs(waveform)
-    shortest = max(encoder_field, math.ceil(audio_rate / args.fps))
+    shortest = max(encoder_field, math.ceil(audio_rate / request.fps))
     if len(waveform) < shortest:
         raise InputError(
-            f"{args.audio_path}: the audio lasts {1000 * len(waveform) / audio_rate:.0f} ms; give at least {math.ceil(1000 * shortest / audio_rate)} ms "
-            f"(one video frame at {args.fps:g} fps, and what the audio encoder needs for one vector)"
+            f"{request.audio_path}: the audio lasts {1000 * len(waveform) / audio_rate:.0f} ms; give at least {math.ceil(1000 * shortest / audio_rate)} ms "
+            f"(one video frame at {request.fps:g} fps, and what the audio encoder needs for one vector)"
         )
     if not torch.isfinite(waveform).all():
-        raise InputError(f"{args.audio_path}: the audio holds NaN or infinite samples; export it again")
+        raise InputError(f"{request.audio_path}: the audio holds NaN or infinite samples; export it again")
     if float(waveform.abs().max()) < 1e-4:
-        inputs.notes.append(f"warning: {args.audio_path}: the audio is silent; the mouth will barely move")
-    for source in (args.reference_image_path, args.audio_path, args.kps_path, args.reference_video):
-        if source and Path(source).resolve() == Path(args.output_path).resolve():
-            raise InputError(f"--output_path {args.output_path} is also an input; choose another output file")
-    if args.kps_path and args.reference_video:
+        inputs.notes.append(f"warning: {request.audio_path}: the audio is silent; the mouth will barely move")
+    for source in (request.reference_image_path, request.audio_path, request.kps_path, request.reference_video):
+        if source and Path(source).resolve() == Path(request.output_path).resolve():
+            raise InputError(f"--output_path {request.output_path} is also an input; choose another output file")
+    if request.kps_path and request.reference_video:
         raise InputError("give either --kps_path or --reference_video, not both")
-    if args.kps_path:
-        inputs.driving_kps = load_kps_sequence(args.kps_path)
+    if request.kps_path:
+        inputs.driving_kps = load_kps_sequence(request.kps_path)
         reach = inputs.driving_kps.max(axis=(0, 1))
-        if reach[0] > 1.5 * args.image_width or reach[1] > 1.5 * args.image_height:
-            inputs.notes.append(f"note: {args.kps_path}: keypoints reach ({reach[0]:.0f}, {reach[1]:.0f}) in a "
-                                f"{args.image_width}x{args.image_height} video; were they extracted at another size (--width/--height)?")
-    elif args.reference_video and not Path(args.reference_video).is_file():
-        raise InputError(f"{args.reference_video}: reference video not found")
+        if reach[0] > 1.5 * request.image_width or reach[1] > 1.5 * request.image_height:
+            inputs.notes.append(f"note: {request.kps_path}: keypoints reach ({reach[0]:.0f}, {reach[1]:.0f}) in a "
+                                f"{request.image_width}x{request.image_height} video; were they extracted at another size (--width/--height)?")
+    elif request.reference_video and not Path(request.reference_video).is_file():
+        raise InputError(f"{request.reference_video}: reference video not found")
     inputs.duration = len(waveform) / audio_rate
-    inputs.length = video_length(num_frames_for_audio(inputs.duration, args.fps), args.context_frames, args.context_overlap)
-    pixels = inputs.length * args.image_width * args.image_height
+    inputs.length = video_length(num_frames_for_audio(inputs.duration, request.fps), request.context_frames, request.context_overlap)
+    pixels = inputs.length * request.image_width * request.image_height
     latent_bytes = pixels // 64 * 4 * 4  # the resume state: float32 latents
-    check_output_location(Path(args.output_path), int(pixels * BYTES_PER_OUTPUT_PIXEL) + latent_bytes + Path(args.audio_path).stat().st_size)
+    check_output_location(Path(request.output_path), int(pixels * BYTES_PER_OUTPUT_PIXEL) + latent_bytes + Path(request.audio_path).stat().st_size)
     return inputs
-
-
-# Every numeric flag's range where the model works: the one place each limit lives (the pipeline's and the head
-# motion's own limits are theirs; the web UI's sliders take theirs from here).
-SETTING_RANGES = {
-    "num_inference_steps": (1, 1000), "guidance_scale": (0.0, 30.0), "reference_attention_weight": (0.0, 10.0),
-    "audio_attention_weight": (0.0, 10.0), "expression_strength": (0.0, 10.0), "fps": (1.0, 120.0),
-    "image_width": (64, 4096), "image_height": (64, 4096), "context_frames": (1, MAX_CONTEXT_FRAMES), "num_pad_audio_frames": (0, 2),
-    "seed": (0, 2**63 - 1), "gpu_id": (0, 1023), "cache_interval": (1, 1000), "context_batch_size": (1, 64),
-    "head_motion_strength": (0.0, MAX_HEAD_MOTION_STRENGTH), "resume_interval": (0.0, 1e9),
-}
-
-
-def _check_settings(args) -> None:
-    """Each named choice known; each numeric flag finite and in SETTING_RANGES (NaN is in no range)."""
-    for name, (low, high) in SETTING_RANGES.items():
-        value = getattr(args, name)
-        if not low <= value <= high:
-            raise InputError(f"--{name} {value}: must be between {low} and {high}")
-    for name in ("image_width", "image_height"):
-        if getattr(args, name) % 8:
-            raise InputError(f"--{name} {getattr(args, name)}: must be a multiple of 8 (the VAE's scale)")
-    if not 0 <= args.context_overlap < args.context_frames:
-        raise InputError(f"--context_overlap {args.context_overlap}: must be at least 0 and smaller than --context_frames ({args.context_frames})")
-    start, end = args.guidance_interval
-    if not 0 <= start < end <= 1:
-        raise InputError(f"--guidance_interval {start} {end}: needs 0 <= START < END <= 1 (fractions of the denoising steps)")
-    for name, known in (("retarget_strategy", RETARGET_STRATEGIES), ("kps_fit", KPS_FITS), ("head_motion", HEAD_MOTIONS), ("scheduler", SCHEDULERS)):
-        if getattr(args, name) not in known:
-            raise InputError(f"--{name} {getattr(args, name)!r} is unknown; choose one of {', '.join(known)}")
 
 
 def check_image(path: Path) -> None:
@@ -232,11 +181,11 @@ def output_lock(output: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
-def plan_video_keypoints(args, driving_kps, waveform, num_frames: int, fps: float, face_detector, say) -> tuple[torch.Tensor, str]:
-    """(the keypoints (num_frames, 3, 2) a request's video is drawn from, the strategy used), as `args` (inference.py's
+def plan_video_keypoints(request, driving_kps, waveform, num_frames: int, fps: float, face_detector, say) -> tuple[torch.Tensor, str]:
+    """(the keypoints (num_frames, 3, 2) a request's video is drawn from, the strategy used), as `request` (inference.py's
     flags) asks: a strategy that needs a driver falls back to fix_face without one; the portrait's keypoints, and a
     --reference_video's, come from `face_detector()` (called only when needed); `waveform` drives the head motion."""
-    strategy, reference_video = args.retarget_strategy, getattr(args, "reference_video", None)
+    strategy, reference_video = request.retarget_strategy, getattr(request, "reference_video", None)
     if strategy in DRIVING_STRATEGIES and driving_kps is None and not reference_video:
         say(f"note: --retarget_strategy {strategy} needs driving keypoints (--kps_path or --reference_video); using fix_face")
         strategy = "fix_face"
@@ -244,49 +193,47 @@ def plan_video_keypoints(args, driving_kps, waveform, num_frames: int, fps: floa
     if strategy != "no_retarget" or reference_video:
         detector = face_detector()
         if strategy != "no_retarget":
-            reference_kps, num_faces = detector.reference_kps(args.reference_image_path, args.image_width, args.image_height)
+            reference_kps, num_faces = detector.reference_kps(request.reference_image_path, request.image_width, request.image_height)
             if num_faces > 1:
-                say(f"note: {num_faces} faces in {args.reference_image_path}; using the largest")
+                say(f"note: {num_faces} faces in {request.reference_image_path}; using the largest")
         if reference_video:
             from media.kps_extraction import extract_kps_sequence
 
-            driving_kps = extract_kps_sequence(reference_video, detector, args.image_width, args.image_height, report=say).kps
+            driving_kps = extract_kps_sequence(reference_video, detector, request.image_width, request.image_height, report=say).kps
     kps = plan_keypoints(
-        reference_kps, driving_kps, num_frames, strategy=strategy, kps_fit=args.kps_fit, head_motion=args.head_motion,
-        head_motion_strength=args.head_motion_strength, waveform=waveform, sampling_rate=getattr(args, "standard_audio_sampling_rate", SAMPLING_RATE),
-        fps=fps, seed=args.seed,
+        reference_kps, driving_kps, num_frames, strategy=strategy, kps_fit=request.kps_fit, head_motion=request.head_motion,
+        head_motion_strength=request.head_motion_strength, waveform=waveform, sampling_rate=getattr(request, "standard_audio_sampling_rate", SAMPLING_RATE),
+        fps=fps, seed=request.seed,
     )
     return kps, strategy
 
 
-def pick_device(args):
+def pick_device(request):
     """(device, accelerate PartialState or None)."""
-    if args.do_multi_devices_inference:
+    if request.do_multi_devices_inference:
         from accelerate import PartialState
 
         state = PartialState(cpu=not torch.accelerator.is_available())  # on CPUs too, each torchrun process sees the others
         return state.device, state
-    name = args.device
+    name = request.device
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA device is available; use --device cpu")
-        if args.gpu_id >= torch.cuda.device_count():
-            raise InputError(f"--gpu_id {args.gpu_id}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-        name = f"cuda:{args.gpu_id}"
-    elif name not in ("cpu", "mps"):
-        raise InputError(f"--device {name}: choose auto, cuda, mps or cpu")
+        if request.gpu_id >= torch.cuda.device_count():
+            raise InputError(f"--gpu_id {request.gpu_id}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        name = f"cuda:{request.gpu_id}"
     return torch.device(name), None
 
 
-def pick_dtype(args, device, report=print):
-    if args.dtype is None:
+def pick_dtype(request, device, report=print):
+    if request.dtype is None:
         return torch.float32 if device.type == "cpu" else torch.float16
-    if device.type == "cpu" and args.dtype == "fp16":
+    if device.type == "cpu" and request.dtype == "fp16":
         report("note: fp16 is not supported on the CPU; using fp32")
         return torch.float32
-    return DTYPES[args.dtype]
+    return DTYPES[request.dtype]
 
 
 @dataclass
@@ -328,15 +275,14 @@ class VideoGenerator:
     """The networks, loaded once, and `generate(request)` for each video. The weight paths, device, dtype,
     --test_stage and --compile are fixed at loading; every other flag may change from request to request."""
 
-    LOAD_TIME_FLAGS = ("device", "dtype", "test_stage", "compile", "do_multi_devices_inference",
-                       *(f.name for f in fields(ModelPaths)))
+    LOAD_TIME_FLAGS = ("device", "dtype", "test_stage", "compile", "do_multi_devices_inference", "weights")
 
-    def __init__(self, args, report=None):
+    def __init__(self, request, report=None):
         self.report = report or (lambda message: print(message, file=sys.stderr))
-        self.args = args
-        self.loaded_with = {name: getattr(args, name) for name in self.LOAD_TIME_FLAGS}
-        self.device, self.distributed_state = pick_device(args)
-        self.dtype = pick_dtype(args, self.device, self.report)
+        self.request = request
+        self.loaded_with = {name: getattr(request, name) for name in self.LOAD_TIME_FLAGS}
+        self.device, self.distributed_state = pick_device(request)
+        self.dtype = pick_dtype(request, self.device, self.report)
         self.is_main = self.distributed_state is None or self.distributed_state.is_main_process
         self._pipeline = self._face_detector = None
 
@@ -344,68 +290,68 @@ class VideoGenerator:
     def pipeline(self):
         """The networks, loaded on first use (so that a request's keypoints are checked before they load)."""
         if self._pipeline is None:
-            self._pipeline = load_pipeline(ModelPaths.from_args(self.args), self.device, self.dtype)
-            if self.args.test_stage == "stage_1":
+            self._pipeline = load_pipeline(self.request.weights, self.device, self.dtype)
+            if self.request.test_stage == "stage_1":
                 self._pipeline.denoising_unet.zero_audio_and_motion_outputs()  # the network as stage 1 trained it
-            if self.args.compile:
+            if self.request.compile:
                 self._pipeline.denoising_unet = torch.compile(self._pipeline.denoising_unet, dynamic=False)
                 self._pipeline.vae.decoder = torch.compile(self._pipeline.vae.decoder, dynamic=False)
             self._pipeline.set_progress_bar_config(disable=not self.is_main, leave=False)
         return self._pipeline
 
-    def face_detector(self, args):
+    def face_detector(self, request):
         from media.face import FaceDetector
 
-        size = (args.image_width, args.image_height)
+        size = (request.image_width, request.image_height)
         if self._face_detector is None or self._face_detector[0] != size:
-            self._face_detector = (size, FaceDetector(args.insightface_model_path, image_size=size, device=self.device.type, gpu_id=args.gpu_id))
+            self._face_detector = (size, FaceDetector(request.weights.insightface_model_path, image_size=size, device=self.device.type, gpu_id=request.gpu_id))
         return self._face_detector[1]
 
-    def generate(self, args, inputs: CheckedInputs | None = None) -> GenerationReport | None:
-        """One video as `args` asks (inference.py's flags). Returns the report on the main process, None on others.
+    def generate(self, request, inputs: CheckedInputs | None = None) -> GenerationReport | None:
+        """One video as `request` asks (inference.py's flags). Returns the report on the main process, None on others.
         The main process holds the output's lock from start to end (InputError when another run holds it). A run
         stopped while denoising or writing, by Ctrl-C (Interrupted) or an error, first saves where it got to."""
         started = time.perf_counter()
-        changed = [name for name, value in self.loaded_with.items() if getattr(args, name) != value]
+        changed = [name for name, value in self.loaded_with.items() if getattr(request, name) != value]
         if changed:
             raise InputError(f"--{changed[0]} differs from the value the networks were loaded with; it cannot change per video")
-        inputs = inputs or check_request(args)
+        inputs = inputs or check_request(request)
         if not self.is_main:  # the other processes of a --do_multi_devices_inference run work for the main one, which writes
-            return self._generate(args, inputs, started)
-        output = Path(args.output_path)
+            return self._generate(request, inputs, started)
+        output = Path(request.output_path)
         with output_lock(output):
             for leftover in (*leftover_partials(output), *leftover_partials(state_path(output))):
                 leftover.unlink(missing_ok=True)  # of a run killed while writing: with the lock held, no other run writes these
-            return self._generate(args, inputs, started)
+            return self._generate(request, inputs, started)
 
-    def _generate(self, args, inputs: CheckedInputs, started: float) -> GenerationReport | None:
+    def _generate(self, request, inputs: CheckedInputs, started: float) -> GenerationReport | None:
         from PIL import Image
 
         say = self.report if self.is_main else (lambda message: None)
         for note in inputs.notes:
             say(note)
-        width, height, output = args.image_width, args.image_height, Path(args.output_path)
+        width, height, output = request.image_width, request.image_height, Path(request.output_path)
         duration, length = inputs.duration, inputs.length
 
         # 1. The keypoints: the portrait's and the driver's, fitted, retargeted and animated.
         timings = {}
         clock = time.perf_counter()
         kps_sequence, strategy = plan_video_keypoints(
-            args, inputs.driving_kps, inputs.waveform, length, length / duration, lambda: self.face_detector(args), say,
+            request, inputs.driving_kps, inputs.waveform, length, length / duration, lambda: self.face_detector(request), say,
         )
         timings["face keypoints"] = time.perf_counter() - clock
 
         # 2. Where an interrupted run with these very inputs and settings stopped.
-        settings = {name: value for name, value in sorted(vars(args).items()) if name not in NOT_IN_FINGERPRINT}
-        settings.update(strategy=strategy, weights=[(p, Path(p).stat().st_size) for p in vars(ModelPaths.from_args(args)).values() if Path(p).is_file()])
+        settings = request.video_settings()
+        settings.update(strategy=strategy, weights=[(p, Path(p).stat().st_size) for p in vars(request.weights).values() if Path(p).is_file()])
         run_fingerprint = fingerprint(
-            {"reference_image": args.reference_image_path, "audio": args.audio_path, "kps": args.kps_path, "video": args.reference_video},
+            {"reference_image": request.reference_image_path, "audio": request.audio_path, "kps": request.kps_path, "video": request.reference_video},
             settings,
         )
         resume_from = load_state(state_path(output), run_fingerprint, report=say)
-        resume = StateWriter(state_path(output), run_fingerprint, args.resume_interval, resumed_from=resume_from)
+        resume = StateWriter(state_path(output), run_fingerprint, request.resume_interval, resumed_from=resume_from)
         if resume_from is not None:
-            say(f"resuming from {resume.path}: denoising step {resume_from.step} of {args.num_inference_steps} done")
+            say(f"resuming from {resume.path}: denoising step {resume_from.step} of {request.num_inference_steps} done")
 
         # 3 and 4: a run stopped on the way (Ctrl-C, the disk full) first saves the last step it can go on from.
         try:
@@ -414,20 +360,20 @@ class VideoGenerator:
             pipeline = self.pipeline
             timings["loading"] = time.perf_counter() - clock
             pipeline.to(self.device)  # a previous request with --save_gpu_memory may have offloaded networks
-            pipeline.scheduler = make_scheduler(args.scheduler)
+            pipeline.scheduler = make_scheduler(request.scheduler)
             if self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.device)
             denoised = pipeline(
-                reference_image=Image.open(args.reference_image_path).convert("RGB"), kps_images=KpsImages(kps_sequence, height, width),
+                reference_image=Image.open(request.reference_image_path).convert("RGB"), kps_images=KpsImages(kps_sequence, height, width),
                 audio_waveform=inputs.waveform, width=width, height=height, video_length=length,
-                num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
-                generator=published_noise_generator(args.seed, pipeline.audio_encoder), output_type="latent",
-                context_frames=args.context_frames, context_overlap=args.context_overlap,
-                reference_attention_weight=args.reference_attention_weight,
-                audio_attention_weight=args.audio_attention_weight * args.expression_strength, num_pad_audio_frames=args.num_pad_audio_frames,
-                do_multi_devices_inference=args.do_multi_devices_inference, save_gpu_memory=args.save_gpu_memory,
-                guidance_interval=tuple(args.guidance_interval), cache_interval=args.cache_interval,
-                context_batch_size=args.context_batch_size, resume_from=resume_from,
+                num_inference_steps=request.num_inference_steps, guidance_scale=request.guidance_scale,
+                generator=published_noise_generator(request.seed, pipeline.audio_encoder), output_type="latent",
+                context_frames=request.context_frames, context_overlap=request.context_overlap,
+                reference_attention_weight=request.reference_attention_weight,
+                audio_attention_weight=request.audio_attention_weight * request.expression_strength, num_pad_audio_frames=request.num_pad_audio_frames,
+                do_multi_devices_inference=request.do_multi_devices_inference, save_gpu_memory=request.save_gpu_memory,
+                guidance_interval=tuple(request.guidance_interval), cache_interval=request.cache_interval,
+                context_batch_size=request.context_batch_size, resume_from=resume_from,
                 callback_on_step_end=resume if self.is_main else None, return_output=True,
             )
             latents = denoised.frames
@@ -437,8 +383,8 @@ class VideoGenerator:
 
             # 4. Decode, filter and encode, a batch of frames at a time.
             clock = time.perf_counter()
-            frames = pipeline.stream_frames(latents, 1 if args.save_gpu_memory else args.decode_batch_frames, flicker_filter=not args.no_median_filter)
-            write_video(output, frames, length / duration, args.audio_path, num_frames=length)
+            frames = pipeline.stream_frames(latents, 1 if request.save_gpu_memory else request.decode_batch_frames, flicker_filter=not request.no_median_filter)
+            write_video(output, frames, length / duration, request.audio_path, num_frames=length)
             timings["decoding and writing"] = time.perf_counter() - clock
         except KeyboardInterrupt:
             handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the save short
@@ -446,7 +392,7 @@ class VideoGenerator:
                 step = resume.save_latest()
             finally:
                 signal.signal(signal.SIGINT, handler)
-            raise Interrupted(f"interrupted at step {step} of {args.num_inference_steps}; run the same command again to continue"
+            raise Interrupted(f"interrupted at step {step} of {request.num_inference_steps}; run the same command again to continue"
                               if step is not None else "interrupted; nothing was written") from None
         except Exception:  # the disk full, the device out of memory while decoding: the run that follows goes on from here
             resume.save_latest()

@@ -75,9 +75,9 @@ def check_preview_options(args) -> str:
     return "image" if suffix in IMAGE_SUFFIXES else "video"
 
 
-def plan_preview(args, say):
+def plan_preview(args, say, face_model_path):
     """(keypoints (L, 3, 2) to draw, frames per second, the strategy used): the frames inference.py would draw for
-    the same flags (`args` may be preview_kps.py's or inference.py's)."""
+    the same settings (`args`: preview_kps.py's flags, or a request); `face_model_path` the face detector's folder."""
     driving_kps = load_kps_sequence(args.kps_path) if args.kps_path else None
     waveform, fps = None, args.fps
     if args.audio_path:
@@ -88,6 +88,6 @@ def plan_preview(args, say):
         fps = num_frames / duration  # as inference.py writes it: the frames span the speech
     else:
         num_frames = len(driving_kps)
-    detector = lambda: FaceDetector(args.insightface_model_path, image_size=(args.image_width, args.image_height))  # noqa: E731
+    detector = lambda: FaceDetector(face_model_path, image_size=(args.image_width, args.image_height))  # noqa: E731
     kps, strategy = plan_video_keypoints(args, driving_kps, waveform, num_frames, fps, detector, say)
     return kps.numpy(), fps, strategy

@@ -34,11 +34,11 @@ def main(argv=None) -> int:
 
     from app.batch import run_batch
 
-    args, common_argv = split_command_line(build_parser(), argv, per_video_flags=True)
+    args, defaults = split_command_line(build_parser(), argv, per_video_flags=True)
     warnings.filterwarnings("ignore", category=FutureWarning)
     results = args.results or Path(args.manifest).with_name("results.csv")
     try:
-        return run_batch(args.manifest, results, common_argv)
+        return run_batch(args.manifest, results, defaults)
     except KeyboardInterrupt:
         print("interrupted: run the same command again to go on (finished videos are kept; the one in progress resumes "
               "from its last saved step)", file=sys.stderr)

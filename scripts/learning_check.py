@@ -197,7 +197,7 @@ MODES = {
 def modes_and_presets() -> dict[str, dict]:
     """MODES and the presets other than the default, as {name: (scheduler, steps, guidance_interval, cache_interval)}:
     what compare_modes (and benchmark_inference.py --report modes) measure."""
-    from app.generation import PRESETS
+    from app.requests import PRESETS
 
     modes = dict(MODES)
     for name, preset in PRESETS.items():

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     try:
         kind = check_preview_options(args)
         portrait = load_portrait(args.reference_image_path, args.image_width, args.image_height)
-        kps, fps, strategy = plan_preview(args, say)
+        kps, fps, strategy = plan_preview(args, say, args.insightface_model_path)
         if kind == "image" and not 0 <= args.frame < len(kps):
             raise PreviewError(f"--frame {args.frame}: the sequence has frames 0..{len(kps) - 1}")
     except (VExpressError, OSError) as error:

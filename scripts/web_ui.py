@@ -39,7 +39,7 @@ def check_address(host: str, port: int) -> None:
 
 def build_page(gr, app):
     """The page: inputs on the left, the keypoint preview, the video and the messages on the right."""
-    from app.generation import SETTING_RANGES
+    from app.requests import SETTING_RANGES
     from motion.retarget import RETARGET_STRATEGIES
 
     defaults = app.defaults
@@ -92,7 +92,7 @@ def build_page(gr, app):
 
 
 def main(argv=None) -> int:
-    args, common_argv = split_command_line(build_parser(), argv, per_video_flags=False)
+    args, defaults = split_command_line(build_parser(), argv, per_video_flags=False)
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before Gradio is imported: it reads this at import
     try:
         import gradio as gr
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     except OSError as error:
         return cannot_serve(args.host, args.port, error)
     try:
-        app = WebGenerator(common_argv, args.output_dir)
+        app = WebGenerator(defaults, args.output_dir)
         print("loading the networks ...", file=sys.stderr)
         app.load()
     except VExpressError as error:

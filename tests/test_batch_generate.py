@@ -15,6 +15,7 @@ import pytest
 import scripts.batch_generate as batch_generate
 from helpers.cli import ROOT, SIZE, free_port, inspect_mp4, make_inputs, make_model_ckpts, run_cli, weight_flags
 from app.batch import BatchError, load_jobs
+from app.requests import PRESETS, GenerationRequest
 from pipelines.context import num_frames_for_audio, video_length
 
 SECONDS = 1.5
@@ -123,29 +124,35 @@ def test_a_second_run_does_nothing_and_says_so(setup, first_run):
     assert after[0]["seconds"] == before[0]["seconds"]  # the row of the run that made the video
 
 
-def test_csv_and_jsonl_rows_become_the_same_inference_flags(setup, tmp_path):
-    csv_jobs, jsonl_jobs = load_jobs(setup["csv"], [], []), load_jobs(setup["jsonl"], [], [])
-    assert [job.argv for job in csv_jobs] == [job.argv for job in jsonl_jobs]
-    assert "--save_gpu_memory" in csv_jobs[1].argv and csv_jobs[1].request.fps == 15.0 and csv_jobs[1].request.save_gpu_memory
+def test_csv_and_jsonl_rows_become_the_same_requests(setup, tmp_path):
+    defaults = GenerationRequest()
+    csv_jobs, jsonl_jobs = load_jobs(setup["csv"], defaults, {}), load_jobs(setup["jsonl"], defaults, {})
+    assert [job.request for job in csv_jobs] == [job.request for job in jsonl_jobs]
+    assert csv_jobs[1].request.fps == 15.0 and csv_jobs[1].request.save_gpu_memory
 
-    # A flag of two values: a JSON list, or the values separated by spaces in a CSV; a switch set false stays off.
+    # A setting of two values: a JSON list, or the values separated by spaces in a CSV; a switch set false stays off.
     base = {"reference_image": "face.png", "audio": "speech.wav", "output": "out.mp4"}
-    from_csv = load_jobs(write_csv(tmp_path / "two.csv", [dict(base, guidance_interval="0 0.6", save_gpu_memory="no")]), [], [])[0]
-    from_json = load_jobs(write_jsonl(tmp_path / "two.jsonl", [dict(base, guidance_interval=[0, 0.6], save_gpu_memory=False)]), [], [])[0]
-    assert from_csv.request.guidance_interval == from_json.request.guidance_interval == [0.0, 0.6]
+    from_csv = load_jobs(write_csv(tmp_path / "two.csv", [dict(base, guidance_interval="0 0.6", save_gpu_memory="no")]), defaults, {})[0]
+    from_json = load_jobs(write_jsonl(tmp_path / "two.jsonl", [dict(base, guidance_interval=[0, 0.6], save_gpu_memory=False)]), defaults, {})[0]
+    assert from_csv.request.guidance_interval == from_json.request.guidance_interval == (0.0, 0.6)
     assert not from_csv.request.save_gpu_memory and not from_json.request.save_gpu_memory
     assert from_csv.name == "out.mp4"  # no job column: the output names the job
 
     # A column wins over the command line, switches too; integers as spreadsheets write them; a trailing empty
-    # row is no job; a byte-order mark is no part of the first column.
-    sheet = write_csv(tmp_path / "sheet.csv", [dict(base, save_gpu_memory="false", num_inference_steps="12.0"), {}])
+    # row is no job; a byte-order mark is no part of the first column; a row's preset fills what it stands for
+    # even where the command line's preset had; this process's device wins over both.
+    sheet = write_csv(tmp_path / "sheet.csv", [dict(base, save_gpu_memory="false", num_inference_steps="12.0", preset="balanced"), {}])
     sheet.write_bytes(b"\xef\xbb\xbf" + sheet.read_bytes())
-    (job,) = load_jobs(sheet, ["--save_gpu_memory", "--num_inference_steps", "3"], [])
-    assert job.request.save_gpu_memory is False and job.request.num_inference_steps == 12
+    command_line = GenerationRequest(save_gpu_memory=True, num_inference_steps=3, preset="fast")
+    (job,) = load_jobs(sheet, command_line, {"device": "cpu"})
+    assert job.request.save_gpu_memory is False and job.request.num_inference_steps == 12 and job.request.device == "cpu"
+    assert (job.request.scheduler, job.request.cache_interval) == (PRESETS["balanced"]["scheduler"], PRESETS["balanced"]["cache_interval"])
 
-    # A row inference.py's parser refuses fails alone, with the parser's words.
-    refused = load_jobs(write_jsonl(tmp_path / "refused.jsonl", [dict(base, num_inference_steps="many")]), ["--seed", "7"], [])[0]
-    assert refused.request is None and refused.problem == "line 1: argument --num_inference_steps: invalid int value: 'many'"
+    # A row whose values make no request fails alone, with the request's words.
+    refused = load_jobs(write_jsonl(tmp_path / "refused.jsonl", [dict(base, num_inference_steps="many"), dict(base, job="b", seed=-1)]), defaults, {})
+    assert [job.request for job in refused] == [None, None]
+    assert [job.problem for job in refused] == ["line 1: --num_inference_steps 'many': give an integer",
+                                                "line 2: --seed -1: must be between 0 and 9223372036854775807"]
 
 
 @pytest.mark.parametrize("manifest, message", [
@@ -166,7 +173,7 @@ def test_a_manifest_that_cannot_work_stops_before_any_job(tmp_path, manifest, me
     write_jsonl(tmp_path / "split.jsonl", [dict(row, do_multi_devices_inference=True)])
     (tmp_path / "latin1.csv").write_bytes("reference_image,audio,output\nJosé.png,speech.wav,out.mp4\n".encode("cp1252"))
     with pytest.raises(BatchError, match=message.replace("(", r"\(").replace("?", r"\?")):
-        load_jobs(tmp_path / manifest, [], [])
+        load_jobs(tmp_path / manifest, GenerationRequest(), {})
 
 
 def test_bad_command_lines_are_one_line(setup, capsys):

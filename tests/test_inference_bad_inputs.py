@@ -26,6 +26,7 @@ from modules.checkpoints import atomic_path, leftover_partials
 from modules.errors import VExpressError, first_line, out_of_space
 from media.face import FaceDetector
 from app.generation import InputError, VideoGenerator, check_output_location, check_request, output_lock
+from app.requests import parse_request
 from pipelines.loading import ModelPaths, load_pipeline
 from app.resume import state_path
 
@@ -268,12 +269,12 @@ def test_a_full_disk_while_writing_the_video_is_one_line_and_keeps_the_denoising
         "--reference_image_path", str(setup["image"]), "--audio_path", str(setup["audio"]), "--output_path", str(output),
         "--image_width", str(SIZE), "--image_height", str(SIZE), "--num_inference_steps", "2", *weight_flags(setup["ckpts"]),
     ]
-    args = inference.build_parser().parse_args(argv)
-    inputs = check_request(args)  # room enough for it; then the disk fills up
+    request = parse_request(argv)  # the request inference.py makes of these flags (run again below to resume)
+    inputs = check_request(request)  # room enough for it; then the disk fills up
     filler = small_disk / "filler"
     filler.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 64 * 1024))  # the resume state fits, the video not
     with pytest.raises(VExpressError, match=rf"^no space left on device while writing {re.escape(str(output))} \(\d+ MB needed\)$"):
-        VideoGenerator(args).generate(args, inputs)
+        VideoGenerator(request).generate(request, inputs)
     state = state_path(output)
     assert sorted(small_disk.iterdir()) == sorted([filler, state])  # no video, no temporary file, no lock
     with safe_open(state, framework="pt") as saved:

@@ -191,11 +191,13 @@ def test_two_visitors_queue_for_one_generation_at_a_time(open_page, files):
 
 
 def test_page_values_become_an_inference_request(files):
-    """Without a browser: how the page's values reach inference.py's parser (the rest of the tests use the page)."""
-    from app.generation import PRESETS
+    """Without a browser: how the page's values become a request (the rest of the tests use the page)."""
+    from app.requests import PRESETS, GenerationRequest, InputError
     from app.web_ui import PageError, WebGenerator
+    from pipelines.loading import ModelPaths
 
-    app = WebGenerator(["--save_gpu_memory", "--preset", "fast", *map(str, weight_flags(files["ckpts"]))], files["folder"] / "unit")
+    command_line = GenerationRequest(save_gpu_memory=True, preset="fast", weights=ModelPaths.under(files["ckpts"]))
+    app = WebGenerator(command_line, files["folder"] / "unit")
     assert app.defaults.num_inference_steps == PRESETS["fast"]["num_inference_steps"] and app.defaults.save_gpu_memory  # the page starts from the command line
     settings = {"num_inference_steps": 3.0, "guidance_scale": 2.5, "seed": 7, "save_gpu_memory": False}  # as the widgets give them
     driven = app.request("face.png", "speech.wav", "their_talk.MOV", settings, "out.mp4")
@@ -203,6 +205,8 @@ def test_page_values_become_an_inference_request(files):
     assert (driven.num_inference_steps, driven.guidance_scale, driven.seed) == (3, 2.5, 7)
     assert driven.save_gpu_memory is False and driven.preset == "fast"  # the box turns off what the command line turned on
     assert app.request("face.png", "speech.wav", "kps.pth", {}, "out.mp4").kps_path == "kps.pth"
+    with pytest.raises(InputError, match=r"--guidance_scale 99.0: must be between 0.0 and 30.0"):
+        app.request("face.png", "speech.wav", None, {"guidance_scale": 99.0}, "out.mp4")  # a value the page cannot send
     with pytest.raises(PageError, match="upload a portrait first"):
         app.request(None, "speech.wav", None, {}, "out.mp4")
     assert app.generate("face.png", None, None, {}) == (None, "error: upload or record the speech first")

@@ -17,12 +17,9 @@ SD_VAE_CONFIG = dict(  # stabilityai/sd-vae-ft-mse's architecture
 
 def inference_defaults():
     """inference.py's own defaults (the published preset applied): the shared flags take theirs from here."""
-    from app.generation import apply_preset
-    from app.requests import PLACEHOLDERS, build_inference_parser
+    from app.requests import GenerationRequest
 
-    defaults = build_inference_parser().parse_args(PLACEHOLDERS)
-    apply_preset(defaults)
-    return defaults
+    return GenerationRequest()
 
 
 def memory_now() -> dict:

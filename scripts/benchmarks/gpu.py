@@ -507,7 +507,7 @@ def main(argv=None) -> int:
         if entry is not None:
             measure_filter_and_audio(entry, pipeline, args, synchronize)
 
-    from app.generation import PRESETS
+    from app.requests import PRESETS
     from pipelines.loading import make_scheduler
 
     with report.section("presets", needs_seconds=30) as entry:

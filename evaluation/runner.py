@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from evaluation import face_metrics, lip_sync
+from evaluation import face_metrics, lip_sync, lips
 from evaluation.ffmpeg import ffmpeg_version
 from evaluation.errors import EvaluationError, MissingWeightsError
 from evaluation.weights import WEIGHTS_DIR
@@ -27,7 +27,8 @@ from modules.errors import VExpressError, one_line
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 ROW_COLUMNS = [
-    "video", "kind", "path", "status", "sync_c", "sync_d", "av_offset", "tracks", "kps_dis", "kps_missing", "csim", "seconds", "message",
+    "video", "kind", "path", "status", "sync_c", "sync_d", "av_offset", "tracks", "kps_dis", "kps_missing", "csim",
+    *lips.COLUMNS, *(f"{name}_score" for name in lips.SCORED), "seconds", "message",
 ]
 
 
@@ -126,7 +127,7 @@ def versions() -> dict[str, str]:
 
     found = {"ffmpeg": ffmpeg_version(), "opencv": cv2.__version__, "torch": torch.__version__, "numpy": np.__version__,
              "python": platform.python_version()}
-    for package in ("python_speech_features", "scipy", "imageio-ffmpeg", "insightface", "onnxruntime"):
+    for package in ("python_speech_features", "scipy", "imageio-ffmpeg", "insightface", "onnxruntime", "silero-vad", "librosa"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -147,11 +148,12 @@ def _summarise(rows: list[dict], track_scores: dict[str, list], weights: dict, s
             "sync_c": float(np.mean([s.confidence for s in scores])) if scores else None,
             "sync_d": float(np.mean([s.min_dist for s in scores])) if scores else None,
         }
-        for key in ("kps_dis", "kps_missing", "csim"):  # means over the videos that have the score
+        for key in ("kps_dis", "kps_missing", "csim", *lips.COLUMNS):  # means over the videos that have the score
             values = [row[key] for row in kind_rows if row.get(key) not in (None, "")]
             metrics[kind][key] = float(np.mean(values)) if values else None
+    lips.summary_scores(metrics)  # each kind's lip means against the ground-truth videos' (THEval's GT row)
     return {"metrics": metrics, "skipped": skipped, "weights": weights, "versions": versions(),
-            "protocol": lip_sync.__doc__.strip(), "face_protocol": face_metrics.__doc__.strip()}
+            "protocol": lip_sync.__doc__.strip(), "face_protocol": face_metrics.__doc__.strip(), "lip_protocol": lips.__doc__.strip()}
 
 
 def markdown(summary: dict) -> str:
@@ -164,10 +166,24 @@ def markdown(summary: dict) -> str:
     lines += ["", "Sync-C / Sync-D: means over every face track (the official protocol; see summary.json). KpsDis (pixels, at the "
               "video's size; 'no face': the fraction of frames without one) and CSIM: means over the videos that have them "
               "(evaluation/face_metrics.py).", ""]
+    lines += _lip_table(summary["metrics"])
     lines += [*[f"- skipped: {line}" for line in summary["skipped"]], ""] if summary["skipped"] else []
     lines += ["| weights | SHA-256 |", "|---|---|", *[f"| {name} | `{digest}` |" for name, digest in summary["weights"].items()], ""]
     lines += ["| software | version |", "|---|---|", *[f"| {name} | {value} |" for name, value in summary["versions"].items()]]
     return "\n".join(lines) + "\n"
+
+
+def _lip_table(metrics: dict) -> list[str]:
+    """The lip metrics' Markdown table (raw means, then the scores against the ground truth), when any was computed."""
+    if not any(m.get(name) is not None for m in metrics.values() for name in lips.COLUMNS):
+        return []
+    lines = ["| videos | Lip-Sync ↓ | Silent-Lip-Stability ↓ | silent lip opening | lip dynamics | Lip-Sync vs GT ↑ "
+             "| Silent-Lip-Stability vs GT ↑ | lip dynamics vs GT ↑ |", "|---|---|---|---|---|---|---|---|"]
+    for kind, m in metrics.items():
+        cells = [lips.fmt(m.get(name)) for name in (*lips.COLUMNS, *(f"{name}_score" for name in lips.SCORED))]
+        lines.append(f"| {kind} | {' | '.join(cells)} |")
+    return lines + ["", "Lip metrics (THEval's definitions, evaluation/lips.py): means over the videos that have them; "
+                    "'vs GT' is 1 - |mean - GT mean| / |GT mean| (1 is the ground truth's own value).", ""]
 
 
 def write_report(report: Report, out_dir: str | Path) -> None:
@@ -203,13 +219,27 @@ def _load_face_models(face_models_dir, weights: dict, skipped: list, say) -> tup
     return models, True
 
 
+def _load_lip_models(face_models_dir, weights: dict, skipped: list, say) -> lips.LipModels | None:
+    """buffalo_l's detector and 2d106det.onnx, and silero-vad; None, with one skip line, when one is missing."""
+    try:
+        models = lips.LipModels(face_models_dir)
+    except VExpressError as error:
+        skipped.append(f"lip metrics: {error}")
+        say(f"skipping lip metrics: {error}")
+        return None
+    for name, path in models.weights().items():
+        weights[name] = file_sha256(path)
+    return models
+
+
 def evaluate_videos(
     source: str | Path, out_dir: str | Path, ground_truth=None, references=None, kps=None,
     weights_dir: str | Path = WEIGHTS_DIR, say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
-    face_models_dir: str | Path = face_metrics.FACE_MODELS_DIR,
+    face_models_dir: str | Path = face_metrics.FACE_MODELS_DIR, lip_metrics: bool = True,
 ) -> Report:
     """Score every video of `source` (and its ground truth, when given); write and return the report.
-    `face_models_dir` is the folder holding models/buffalo_l/ (det_10g.onnx for KpsDis, w600k_r50.onnx for CSIM)."""
+    `face_models_dir` is the folder holding models/buffalo_l/ (det_10g.onnx for KpsDis, w600k_r50.onnx for CSIM,
+    2d106det.onnx for the lip metrics, which `lip_metrics=False` leaves out)."""
     items = collect_videos(source, ground_truth, references, kps)
     skipped, weights = [], {}
     try:
@@ -221,12 +251,13 @@ def evaluate_videos(
         skipped.append(f"Sync-C/Sync-D: {error}")
         say(f"skipping Sync-C/Sync-D: {error}")
     faces, with_kps = _load_face_models(face_models_dir, weights, skipped, say)
+    lip_models = _load_lip_models(face_models_dir, weights, skipped, say) if lip_metrics else None
     jobs = [(item, "generated", item.path) for item in items]
     jobs += [(item, "ground_truth", item.ground_truth) for item in items if item.ground_truth is not None]
-    rows, track_scores = [], {}
+    rows, track_scores, lip_scores = [], {}, {}
     for item, kind, path in tqdm(jobs, desc="videos", unit="video"):
         name, start = item.name, time.perf_counter()
-        if networks is None and faces is None:
+        if networks is None and faces is None and lip_models is None:
             rows.append({"video": name, "kind": kind, "path": str(path), "status": "skipped", "message": "no metric to compute"})
             continue
         try:
@@ -238,6 +269,7 @@ def evaluate_videos(
                 face_scores = face_metrics.score_video(
                     faces, path, kps_file=item.kps, ground_truth=item.ground_truth, reference=item.reference,
                     kps=with_kps and kind == "generated")
+            lip = lips.score_video(lip_models, path) if lip_models is not None else None
         except Exception as error:  # noqa: BLE001 -- a bad video is one error row; the others go on
             rows.append(_row(name, kind, path, None, time.perf_counter() - start, "error", one_line(error)))
             continue
@@ -247,7 +279,15 @@ def evaluate_videos(
         if face_scores is not None:
             row.update(face_scores.columns())
             row["message"] = "; ".join(filter(None, [row["message"], *face_scores.notes]))
+        if lip is not None:
+            row.update(lip.columns())
+            row["message"] = "; ".join(filter(None, [row["message"], *lip.notes]))
+            lip_scores[id(item), kind] = (lip, row)
         rows.append(row)
+    for item in items:  # each generated video's lip metrics against its own ground-truth video's
+        if (id(item), "generated") in lip_scores and (id(item), "ground_truth") in lip_scores:
+            (generated, row), (truth, _) = lip_scores[id(item), "generated"], lip_scores[id(item), "ground_truth"]
+            row.update(generated.against(truth))
     report = Report(rows, _summarise(rows, track_scores, weights, skipped))
     write_report(report, out_dir)
     return report

@@ -14,6 +14,9 @@ line saying how to get them. The protocol, and where it deviates from the offici
 evaluation/lip_sync.py. KpsDis (the keypoints of each generated frame against the --kps file it was driven by, or
 else those of its --ground_truth video) and CSIM (ArcFace similarity to its --references portrait) use insightface's
 buffalo_l models from --insightface_model_path (det_10g.onnx; w600k_r50.onnx for CSIM); see evaluation/face_metrics.py.
+The lip metrics (THEval's Lip-Sync, Silent-Lip-Stability and lip dynamics, scored against each --ground_truth video too)
+use buffalo_l's 2d106det.onnx landmarks and silero-vad's bundled network; see evaluation/lips.py. --no_lip_metrics
+leaves them out.
 """
 
 import argparse
@@ -32,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kps", default=None, help="folder of keypoint files (.pth) the videos were driven by, matched by file stem")
     parser.add_argument("--weights_dir", default="model_ckpts/evaluation", help="folder holding syncnet_v2.model and sfd_face.pth")
     parser.add_argument("--insightface_model_path", default="model_ckpts/insightface_models",
-                        help="folder holding models/buffalo_l/ (det_10g.onnx for KpsDis, w600k_r50.onnx for CSIM)")
+                        help="folder holding models/buffalo_l/ (det_10g.onnx for KpsDis, w600k_r50.onnx for CSIM, 2d106det.onnx for the lip metrics)")
+    parser.add_argument("--no_lip_metrics", action="store_true",
+                        help="leave out Lip-Sync, Silent-Lip-Stability and lip dynamics (2d106det.onnx landmarks, silero-vad)")
     parser.add_argument("--check_demo", action="store_true",
                         help="score the official example.avi (put it in --weights_dir) and compare with the official README's numbers")
     return parser
@@ -53,7 +58,7 @@ def main(argv=None) -> int:
             print(line)
             return 0 if ok else 1
         report = evaluate_videos(args.videos, args.out, args.ground_truth, args.references, args.kps, args.weights_dir,
-                                 face_models_dir=args.insightface_model_path)
+                                 face_models_dir=args.insightface_model_path, lip_metrics=not args.no_lip_metrics)
     except VExpressError as error:
         print(error, file=sys.stderr)
         return 2

@@ -313,6 +313,8 @@ class VideoGenerator:
         stopped while denoising or writing, by Ctrl-C (Interrupted) or an error, first saves where it got to."""
         started = time.perf_counter()
         changed = [name for name, value in self.loaded_with.items() if getattr(request, name) != value]
+        if changed == ["weights"]:  # name the weight path's own flag
+            changed = [name for name, value in vars(request.weights).items() if value != getattr(self.loaded_with["weights"], name)]
         if changed:
             raise InputError(f"--{changed[0]} differs from the value the networks were loaded with; it cannot change per video")
         inputs = inputs or check_request(request)

@@ -66,3 +66,13 @@ def test_each_limit_lives_in_its_field():
 
     assert SETTING_RANGES["head_motion_strength"] == (0.0, MAX_HEAD_MOTION_STRENGTH)
     assert SETTING_RANGES["context_frames"] == (1, MAX_CONTEXT_FRAMES)
+
+
+def test_a_generator_names_the_load_time_setting_a_request_changes():
+    from app.generation import VideoGenerator
+
+    generator = VideoGenerator(GenerationRequest(device="cpu"))  # nothing loads before a video is asked for
+    with pytest.raises(InputError, match="^--vae_path differs from the value the networks were loaded with"):
+        generator.generate(GenerationRequest(device="cpu").replace(vae_path="elsewhere/"))
+    with pytest.raises(InputError, match="^--dtype differs"):
+        generator.generate(GenerationRequest(device="cpu", dtype="bf16"))

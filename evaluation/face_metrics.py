@@ -50,10 +50,12 @@ def _round_up(value: int, multiple: int = 32) -> int:
 
 
 class FaceModels:
-    """The buffalo_l detector (one per input size, made on first use) and, when asked for, its ArcFace model."""
+    """The buffalo_l detector (one per input size, made on first use) and, when asked for, its ArcFace model.
+    `tasks` are the insightface models each detection runs besides finding faces (the lip metrics' "landmark_2d_106",
+    whose files they require first)."""
 
-    def __init__(self, root: str | Path = FACE_MODELS_DIR, identity: bool = False):
-        self.root = Path(root)
+    def __init__(self, root: str | Path = FACE_MODELS_DIR, identity: bool = False, tasks: tuple[str, ...] = ("detection",)):
+        self.root, self.tasks = Path(root), tasks
         self.detector_path = require_file(model_file(self.root, DETECTOR_FILE))
         self._detectors: dict[tuple[int, int], FaceDetector] = {}
         self._references: dict[Path, np.ndarray] = {}
@@ -72,7 +74,7 @@ class FaceModels:
         detector's largest stride), so that keypoints come back in the image's own pixels."""
         size = (_round_up(width), _round_up(height))
         if size not in self._detectors:
-            self._detectors[size] = FaceDetector(self.root, image_size=size)
+            self._detectors[size] = FaceDetector(self.root, image_size=size, tasks=self.tasks)
         return self._detectors[size]
 
     def largest_face(self, image_bgr: np.ndarray):

@@ -34,8 +34,7 @@ import cv2
 import numpy as np
 
 from evaluation.errors import EvaluationError, MissingWeightsError
-from evaluation.face_metrics import DETECTOR_FILE, FACE_MODELS_DIR, model_file, require_file
-from media.face import FaceDetector
+from evaluation.face_metrics import DETECTOR_FILE, FACE_MODELS_DIR, FaceModels, model_file, require_file
 
 LANDMARK_FILE = "2d106det.onnx"
 VAD_FILE = "silero_vad.onnx"  # in the silero_vad package's data folder
@@ -190,38 +189,27 @@ class VoiceActivity:
 
 
 class LipModels:
-    """buffalo_l's detector and 106-point landmark model (one FaceAnalysis per frame size), and the VAD. Raises
-    MissingWeightsError / a VExpressError naming the file when one cannot be loaded."""
+    """buffalo_l's detector with its 106-point landmark model, and the VAD. Raises MissingWeightsError / a
+    VExpressError naming the file when one cannot be loaded."""
 
     def __init__(self, root: str | Path = FACE_MODELS_DIR):
-        self.root = Path(root)
-        self.detector_path = require_file(model_file(self.root, DETECTOR_FILE))
-        self.landmark_path = require_file(model_file(self.root, LANDMARK_FILE))
-        self._analysers: dict[tuple[int, int], FaceDetector] = {}
-        self.analyser(640, 640)  # fails now, with its one line, if the models cannot be loaded
+        require_file(model_file(root, DETECTOR_FILE))  # named first: its faces are what the landmarks are taken on
+        self.landmark_path = require_file(model_file(root, LANDMARK_FILE))
+        self.faces = FaceModels(root, tasks=("landmark_2d_106",))
         self.vad = VoiceActivity()
 
     def weights(self) -> dict[str, Path]:
         return {LANDMARK_FILE: self.landmark_path, VAD_FILE: self.vad.path}
-
-    def analyser(self, width: int, height: int) -> FaceDetector:
-        """Detector + landmarks for images of width x height (input rounded up to multiples of 32, the detector's
-        largest stride, so that landmarks come back in the image's own pixels)."""
-        size = (-(-width // 32) * 32, -(-height // 32) * 32)
-        if size not in self._analysers:
-            self._analysers[size] = FaceDetector(self.root, image_size=size, tasks=("landmark_2d_106",))
-        return self._analysers[size]
 
     def landmarks(self, video: str | Path) -> tuple[np.ndarray, float]:
         """((F, 106, 2) landmarks of each frame's largest face in pixels, NaN without a face; the video's fps)."""
         from media.video import VideoFrames
 
         frames = VideoFrames(video)
-        analyser = self.analyser(*frames.size)
         found = []
         for rgb in frames:
-            faces = analyser.faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            found.append(np.asarray(faces[0].landmark_2d_106, np.float64) if faces else np.full((106, 2), np.nan))
+            face = self.faces.largest_face(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            found.append(np.full((106, 2), np.nan) if face is None else np.asarray(face.landmark_2d_106, np.float64))
         return np.stack(found), frames.fps
 
 

@@ -286,10 +286,9 @@ class VExpressPipeline(DiffusionPipeline):
         batch_frames = batch_frames or self.decode_batch_size(frames.shape[-2:])
         starts = self.progress_bar(range(0, len(frames), batch_frames))
         starts.set_description("decoding")
-        strict_fp32 = device.type != "cuda" or self.cuda_levers.get("strict_fp32", True)
         for start in starts:
             batch = frames[start:start + batch_frames].to(device, self.vae.dtype) / self.vae.config.scaling_factor
-            with convolution_precision(strict_fp32):  # not held across the yield: the caller's code runs there
+            with convolution_precision(self.cuda_levers.get("strict_fp32", True)):  # not held across the yield: the caller's code runs there
                 decoded = self.vae.decode(batch).sample
             yield (decoded / 2 + 0.5).clamp(0, 1)
 

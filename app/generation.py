@@ -25,7 +25,7 @@ from modules.errors import VExpressError, first_line
 from media.audio import load_audio
 from pipelines.speech import SAMPLING_RATE, receptive_field
 from pipelines.context import num_frames_for_audio, video_length
-from motion.keypoints import KpsImages, load_kps_sequence
+from motion.keypoints import KpsImages, hand_placed_kps, load_kps_sequence
 from pipelines.loading import load_pipeline, make_scheduler
 from motion.plan import plan_keypoints
 from pipelines.pipeline_v_express import published_noise_generator
@@ -44,6 +44,7 @@ class Interrupted(KeyboardInterrupt):
 class CheckedInputs:
     waveform: torch.Tensor  # 16 kHz mono
     driving_kps: np.ndarray | None = None  # (N, 3, 2) from --kps_path
+    reference_kps: np.ndarray | None = None  # (3, 2) in the video's pixels, from --reference_kps
     duration: float = 0.0  # seconds of audio
     length: int = 0  # frames the video will have
     notes: list[str] = field(default_factory=list)
@@ -57,7 +58,7 @@ def check_request(request: GenerationRequest) -> CheckedInputs:
             raise InputError(f"--{name} is missing; give it")
     if Path(request.output_path).suffix.lower() != ".mp4":
         raise InputError(f"--output_path {request.output_path}: the output is an MP4 video; give a path ending in .mp4")
-    check_image(Path(request.reference_image_path))
+    portrait_size = check_image(Path(request.reference_image_path))
     missing = request.weights.missing()
     if missing:
         raise InputError(f"{missing[0]}; download the weights with: python scripts/download_models.py")
@@ -69,6 +70,8 @@ def check_request(request: GenerationRequest) -> CheckedInputs:
         )
     waveform = load_audio(request.audio_path, audio_rate)
     inputs = CheckedInputs(waveform)
+    if request.reference_kps:
+        inputs.reference_kps = hand_placed_kps(request.reference_kps, portrait_size, request.image_width, request.image_height)
     shortest = max(encoder_field, math.ceil(audio_rate / request.fps))
     if len(waveform) < shortest:
         raise InputError(
@@ -100,8 +103,8 @@ def check_request(request: GenerationRequest) -> CheckedInputs:
     return inputs
 
 
-def check_image(path: Path) -> None:
-    """The reference image exists and opens; else an InputError saying why."""
+def check_image(path: Path) -> tuple[int, int]:
+    """The reference image's (width, height) when it exists and opens; else an InputError saying why."""
     from PIL import Image, UnidentifiedImageError
 
     if path.is_dir():
@@ -111,6 +114,7 @@ def check_image(path: Path) -> None:
     try:
         with Image.open(path) as image:
             image.convert("RGB")
+            return image.size
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise InputError(f"{path}: cannot open the reference image ({first_line(error, path, 160)}); use a JPG, PNG, BMP or WebP photo") from None
 
@@ -181,25 +185,27 @@ def output_lock(output: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
-def plan_video_keypoints(request, driving_kps, waveform, num_frames: int, fps: float, face_detector, say) -> tuple[torch.Tensor, str]:
-    """(the keypoints (num_frames, 3, 2) a request's video is drawn from, the strategy used), as `request` (inference.py's
-    flags) asks: a strategy that needs a driver falls back to fix_face without one; the portrait's keypoints, and a
-    --reference_video's, come from `face_detector()` (called only when needed); `waveform` drives the head motion."""
+def plan_video_keypoints(request, driving_kps, waveform, num_frames: int, fps: float, face_detector, say,
+                         hand_kps: np.ndarray | None = None) -> tuple[torch.Tensor, str]:
+    """(the keypoints (num_frames, 3, 2) a request's video is drawn from, the strategy used), as `request` asks: a
+    strategy that needs a driver falls back to fix_face without one; the portrait's keypoints are `hand_kps` (placed
+    by hand) or else found by `face_detector()`, which also finds a --reference_video's (called only when needed);
+    `waveform` drives the head motion."""
     strategy, reference_video = request.retarget_strategy, getattr(request, "reference_video", None)
     if strategy in DRIVING_STRATEGIES and driving_kps is None and not reference_video:
         say(f"note: --retarget_strategy {strategy} needs driving keypoints (--kps_path or --reference_video); using fix_face")
         strategy = "fix_face"
-    reference_kps = None
-    if strategy != "no_retarget" or reference_video:
-        detector = face_detector()
-        if strategy != "no_retarget":
-            reference_kps, num_faces = detector.reference_kps(request.reference_image_path, request.image_width, request.image_height)
-            if num_faces > 1:
-                say(f"note: {num_faces} faces in {request.reference_image_path}; using the largest")
-        if reference_video:
-            from media.kps_extraction import extract_kps_sequence
+    reference_kps = hand_kps if strategy != "no_retarget" else None
+    if hand_kps is not None and reference_kps is None:
+        say("note: --retarget_strategy no_retarget draws the driving keypoints as they are; --reference_kps is not used")
+    if strategy != "no_retarget" and reference_kps is None:
+        reference_kps, num_faces = face_detector().reference_kps(request.reference_image_path, request.image_width, request.image_height)
+        if num_faces > 1:
+            say(f"note: {num_faces} faces in {request.reference_image_path}; using the largest")
+    if reference_video:
+        from media.kps_extraction import extract_kps_sequence
 
-            driving_kps = extract_kps_sequence(reference_video, detector, request.image_width, request.image_height, report=say).kps
+        driving_kps = extract_kps_sequence(reference_video, face_detector(), request.image_width, request.image_height, report=say).kps
     kps = plan_keypoints(
         reference_kps, driving_kps, num_frames, strategy=strategy, kps_fit=request.kps_fit, head_motion=request.head_motion,
         head_motion_strength=request.head_motion_strength, waveform=waveform, sampling_rate=getattr(request, "standard_audio_sampling_rate", SAMPLING_RATE),
@@ -340,6 +346,7 @@ class VideoGenerator:
         clock = time.perf_counter()
         kps_sequence, strategy = plan_video_keypoints(
             request, inputs.driving_kps, inputs.waveform, length, length / duration, lambda: self.face_detector(request), say,
+            inputs.reference_kps,
         )
         timings["face keypoints"] = time.perf_counter() - clock
 

@@ -1,9 +1,11 @@
 """The keypoint preview (scripts/preview_kps.py, and the web UI's): the frames inference.py would draw, planned
 by the same `plan_video_keypoints`, drawn over the portrait."""
 
+import functools
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from modules.errors import VExpressError
 
@@ -12,7 +14,7 @@ from pipelines.speech import SAMPLING_RATE
 from pipelines.context import num_frames_for_audio, video_length
 from media.face import FaceDetector
 from app.generation import plan_video_keypoints
-from motion.keypoints import draw_kps_image, load_kps_sequence
+from motion.keypoints import draw_kps_image, hand_placed_kps, load_kps_sequence
 from motion.plan import MAX_HEAD_MOTION_STRENGTH
 
 IMAGE_SUFFIXES, VIDEO_SUFFIXES = (".png", ".jpg", ".jpeg"), (".mp4",)
@@ -88,6 +90,10 @@ def plan_preview(args, say, face_model_path):
         fps = num_frames / duration  # as inference.py writes it: the frames span the speech
     else:
         num_frames = len(driving_kps)
-    detector = lambda: FaceDetector(face_model_path, image_size=(args.image_width, args.image_height))  # noqa: E731
-    kps, strategy = plan_video_keypoints(args, driving_kps, waveform, num_frames, fps, detector, say)
+    hand_kps = None
+    if args.reference_kps:
+        with Image.open(args.reference_image_path) as portrait:
+            hand_kps = hand_placed_kps(args.reference_kps, portrait.size, args.image_width, args.image_height)
+    detector = functools.cache(lambda: FaceDetector(face_model_path, image_size=(args.image_width, args.image_height)))
+    kps, strategy = plan_video_keypoints(args, driving_kps, waveform, num_frames, fps, detector, say, hand_kps)
     return kps.numpy(), fps, strategy

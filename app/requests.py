@@ -53,6 +53,9 @@ class GenerationRequest:
     audio_path: str | None = setting(None, "speech (WAV, MP3, FLAC, M4A, OGG, or a video with sound)", group=INPUTS, video=True, flags=("--audio",), required=True)
     kps_path: str | None = setting(None, "driving keypoint sequence (scripts/extract_kps_sequence_and_audio.py writes one)", group=INPUTS, video=True)
     reference_video: str | None = setting(None, "driving video: its keypoint sequence is extracted on the fly and used as --kps_path", group=INPUTS, video=True)
+    reference_kps: str | None = setting(
+        None, 'left eye, right eye and nose placed by hand, in the portrait\'s pixels: "x1,y1,x2,y2,x3,y3" or a JSON file; replaces face '
+        "detection (stylised faces, drawings, masks)", group=INPUTS, video=True)
     output_path: str | None = setting(None, "the MP4 to write", group=INPUTS, video=False, flags=("--output",), required=True)
 
     retarget_strategy: str = setting("no_retarget", "how driving keypoints map onto the portrait", group=GENERATION, video=True, choices=RETARGET_STRATEGIES)
@@ -176,7 +179,7 @@ WEIGHT_FIELDS = tuple(f.name for f in fields(ModelPaths))
 SETTING_RANGES = {name: f.metadata["range"] for name, f in SETTINGS.items() if f.metadata["range"]}  # the web UI's sliders
 
 # The flags that name one video's inputs and output: the page or the manifest row gives them.
-PER_VIDEO_FLAGS = ("reference_image_path", "audio_path", "kps_path", "reference_video", "output_path")
+PER_VIDEO_FLAGS = ("reference_image_path", "audio_path", "kps_path", "reference_video", "reference_kps", "output_path")
 # Stand-ins for the per-video flags that inference.py requires, to parse the other flags of a command line alone.
 PLACEHOLDERS = ["--reference_image_path", "portrait.png", "--audio_path", "speech.wav", "--output_path", "video.mp4"]
 ONE_VIDEO_ON_MANY_PROCESSES = "do_multi_devices_inference"  # the one flag these scripts cannot honour

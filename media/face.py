@@ -67,5 +67,6 @@ class FaceDetector:
             image = cv2.cvtColor(np.asarray(Image.open(image_path).convert("RGB")), cv2.COLOR_RGB2BGR)
         faces = self.faces(cv2.resize(image, (width, height)))
         if not faces:
-            raise FaceError(f"{image_path}: no face found in the reference image; use a photo with one clear, frontal face")
+            raise FaceError(f"{image_path}: no face found in the reference image; use a photo with one clear, frontal face, or place "
+                            'its keypoints by hand: --reference_kps "x1,y1,x2,y2,x3,y3" (left eye, right eye, nose, in its pixels)')
         return faces[0].kps[:3].astype(np.float32), len(faces)

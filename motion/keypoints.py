@@ -57,6 +57,32 @@ def load_kps_sequence(path: str | Path) -> np.ndarray:
     return kps
 
 
+def hand_placed_kps(value: str, portrait_size: tuple[int, int], width: int, height: int) -> np.ndarray:
+    """--reference_kps -> float32 (3, 2) in the video's pixels. `value` is "x1,y1,x2,y2,x3,y3" (left eye, right eye,
+    nose in the portrait's own pixels) or a JSON file holding [[x, y], [x, y], [x, y]] or {"left_eye": [x, y],
+    "right_eye": [x, y], "nose": [x, y]}; the portrait (width, height) = `portrait_size` is resized to width x height."""
+    source = f"--reference_kps {value}"
+    try:
+        if value.strip().lower().endswith(".json"):
+            source = value
+            data = json.loads(Path(value).read_text())
+            if isinstance(data, dict):
+                data = [data["left_eye"], data["right_eye"], data["nose"]]
+        else:
+            data = [float(number) for number in value.replace(" ", "").split(",")]
+        kps = np.asarray(data, dtype=np.float64).reshape(3, 2)
+    except FileNotFoundError:
+        raise KpsError(f"{value}: keypoint file not found") from None
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise KpsError(f"{source}: not three points ({first_line(error)}); give \"x1,y1,x2,y2,x3,y3\" (left eye, right eye, "
+                       "nose in the portrait's pixels) or a JSON file of [[x, y], [x, y], [x, y]]") from None
+    inside = np.isfinite(kps).all() and (kps >= 0).all() and (kps < np.asarray(portrait_size)).all()
+    if not inside:
+        raise KpsError(f"{source}: a point lies outside the {portrait_size[0]}x{portrait_size[1]} portrait; give its pixels, "
+                       "(0, 0) at the top left")
+    return (kps * [width / portrait_size[0], height / portrait_size[1]]).astype(np.float32)
+
+
 def resample_kps_sequence(kps: np.ndarray | torch.Tensor, num_frames: int) -> torch.Tensor:
     """(N, 3, 2) -> (num_frames, 3, 2): keep the first `num_frames`, then stretch linearly along time."""
     kps = torch.as_tensor(np.asarray(kps, dtype=np.float32))[:num_frames]

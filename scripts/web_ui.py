@@ -49,9 +49,14 @@ def build_page(gr, app):
         with gr.Row():
             with gr.Column():
                 portrait = gr.File(label="Portrait (JPG, PNG, BMP or WebP)", elem_id="portrait")
+                portrait_view = gr.Image(label="Click the left eye, the right eye and the nose to place the keypoints by hand",
+                                         interactive=False, visible=False, elem_id="portrait_view")
+                hand_kps = gr.Textbox(label="Keypoints by hand (optional): x1,y1,x2,y2,x3,y3 in the portrait's pixels (no face found: "
+                                      "place them here)", elem_id="reference_kps")
                 audio = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath", buttons=["download"], elem_id="audio")
                 driving = gr.File(label="Driving video or keypoint file (optional)", elem_id="driving")
                 settings = {  # inference.py flag -> its widget
+                    "reference_kps": hand_kps,
                     "retarget_strategy": gr.Dropdown(list(RETARGET_STRATEGIES), value=defaults.retarget_strategy, label="Retarget strategy"),
                     "reference_attention_weight": gr.Slider(*SETTING_RANGES["reference_attention_weight"], value=defaults.reference_attention_weight, step=0.05,
                                                             label="Identity strength (reference attention weight)"),
@@ -86,6 +91,17 @@ def build_page(gr, app):
         def show_preview(values):
             return app.preview(*page_values(values))
 
+        def show_portrait(path):  # a new portrait: the points placed on the last one are gone
+            return gr.Image(value=path, visible=bool(path)), ""
+
+        def place_point(typed: str, event: gr.SelectData):
+            """A click on the portrait: its point after those already placed; a fourth click starts a new triple."""
+            numbers = [part for part in (typed or "").replace(" ", "").split(",") if part]
+            points = [numbers[i:i + 2] for i in range(0, len(numbers) - 1, 2)] if len(numbers) < 6 else []
+            return ",".join(sum(points, []) + [str(round(event.index[0])), str(round(event.index[1]))])
+
+        portrait.change(show_portrait, portrait, [portrait_view, hand_kps])
+        portrait_view.select(place_point, hand_kps, hand_kps)
         preview_button.click(show_preview, inputs, [preview, messages])
         generate_button.click(generate, inputs, [video, messages], concurrency_limit=1)  # one video at a time; others queue
     return page

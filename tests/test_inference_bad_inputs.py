@@ -112,7 +112,8 @@ def call(setup, capsys, *overrides, image=None, audio=None, output=None, weights
     (dict(args=("--reference_video", "talk.mp4"), output="talk.mp4"), r"talk\.mp4 is also an input; choose another output file"),
     (dict(output="not_an_image.png/out.mp4"), r"not_an_image\.png: is a file, not a folder; choose another --output_path"),
     (dict(output="out.mov"), r"--output_path .*out\.mov: the output is an MP4 video"),
-    (dict(image="no_face.png", args=("--retarget_strategy", "fix_face")), r"no_face\.png: no face found in the reference image"),
+    (dict(image="no_face.png", args=("--retarget_strategy", "fix_face")), r"no_face\.png: no face found in the reference image; .* --reference_kps"),
+    (dict(args=("--retarget_strategy", "fix_face", "--reference_kps", "10,10,50,10,30,90")), r"--reference_kps 10,10,50,10,30,90: a point lies outside the 64x64 portrait"),
 ])
 def test_bad_input(setup, capsys, overrides, message):
     folder = setup["folder"]

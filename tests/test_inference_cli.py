@@ -2,6 +2,7 @@
 every frame its summary reports; a run stopped with Ctrl-C says so in one line and resumes to the identical video;
 several processes give the same video as one."""
 
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile as sf
+from PIL import Image
 
 from helpers.cli import MARKER, ROOT, SIZE, free_port, inspect_mp4, make_inputs, make_model_ckpts, run_cli, shown_lines, weight_flags
 from helpers.marker_detector import draw_marker
@@ -72,6 +74,21 @@ def test_new_motion_options(setup):
         setup, "motion", "--kps_path", setup["kps"], "--retarget_strategy", "similarity_retarget", "--kps_fit", "pingpong",
         "--head_motion", "natural", "--head_motion_strength", 1.5,
     )
+    assert_video_matches_audio(output, result)
+    assert "strategy similarity_retarget" in result.stdout
+
+
+def test_hand_placed_keypoints_replace_the_detector(setup):
+    """A drawing the detector finds no face in (no marker), of another size and shape than the video, generates with
+    its keypoints placed by hand in its own pixels (a JSON file here; the flag's text form is tested in test_motion)."""
+    drawing = setup["folder"] / "drawing.png"
+    Image.fromarray(np.full((96, 128, 3), 200, np.uint8)).save(drawing)
+    points = setup["folder"] / "drawing_kps.json"
+    points.write_text(json.dumps({"left_eye": [48, 40], "right_eye": [80, 40], "nose": [64, 60]}))
+    output = setup["folder"] / "drawing.mp4"
+    result = run_cli("inference.py", *command({**setup, "image": drawing}, output, "--kps_path", setup["kps"],
+                                              "--retarget_strategy", "similarity_retarget", "--reference_kps", points))
+    assert result.returncode == 0, result.stderr[-3000:]
     assert_video_matches_audio(output, result)
     assert "strategy similarity_retarget" in result.stdout
 

@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for `python tests/test_motion.py`
 
 from motion.head_motion import AMPLITUDES, MAX_OFFSET_SPEED, head_offsets, sway  # noqa: E402
-from motion.keypoints import draw_kps_image, load_kps_sequence, resample_kps_sequence
+from motion.keypoints import KpsError, draw_kps_image, hand_placed_kps, load_kps_sequence, resample_kps_sequence
 from motion.retarget import RETARGET_STRATEGIES, retarget_kps  # noqa: E402
 from motion.plan import LOOP_CROSSFADE_FRAMES, fit_kps_sequence, plan_keypoints  # noqa: E402
 from motion.retarget import face_pose, pose_kps  # noqa: E402
@@ -348,6 +348,12 @@ def test_preview_png_as_before_and_one_line_errors(tmp_path, capsys):
     drawing = draw_kps_image(512, 512, kps[5])
     expected = np.concatenate([image, drawing, np.where(drawing.any(-1, keepdims=True), drawing, image // 2 + 64)], axis=1)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "frame.png")), expected)
+    # fix_face with the portrait's keypoints placed by hand (its 512x512 pixels, drawn at 256x256): no detector needed.
+    assert main(["--reference_image_path", str(portrait), "--reference_kps", "200,220,312,220,256,300", "--retarget_strategy", "fix_face",
+                 "--kps_path", str(ROOT / "test_samples" / "kps_sequence.pth"), "--image_width", "256", "--image_height", "256",
+                 "--output_path", str(tmp_path / "hand.png"), "--insightface_model_path", str(tmp_path / "no_detector")]) == 0
+    drawn = np.asarray(Image.open(tmp_path / "hand.png").convert("RGB"))[:, 256:512]
+    assert np.abs(dot_centres(drawn) - np.array([[100, 110], [156, 110], [128, 150]])).max() < 1.0
     capsys.readouterr()
     for flags, message in [
         (["--output_path", "out.gif"], "give a .png"), (["--head_motion", "natural", "--output_path", "o.mp4"], "give --audio_path"),
@@ -371,3 +377,27 @@ if __name__ == "__main__":
     for strategy, errors in table.items():
         print(f"| `{strategy}` | " + " | ".join(f"{errors[check]:.1f}" for check in checks) + " |")
     print("| bound for similarity_retarget | " + " | ".join(f"< {BOUNDS[check]:g}" for check in checks) + " |")
+
+
+def test_hand_placed_keypoints_are_read_scaled_and_replace_the_detector(tmp_path):
+    from app.generation import plan_video_keypoints
+    from app.requests import GenerationRequest
+
+    # The portrait's pixels (a 200x100 portrait) -> the video's (64x64): x by 64/200, y by 64/100.
+    expected = np.array([[50, 40], [150, 40], [100, 70]], np.float32) * [64 / 200, 64 / 100]
+    assert np.allclose(hand_placed_kps("50,40, 150,40, 100,70", (200, 100), 64, 64), expected)
+    (tmp_path / "list.json").write_text("[[50, 40], [150, 40], [100, 70]]")
+    (tmp_path / "named.json").write_text('{"left_eye": [50, 40], "right_eye": [150, 40], "nose": [100, 70]}')
+    for file in ("list.json", "named.json"):
+        assert np.allclose(hand_placed_kps(str(tmp_path / file), (200, 100), 64, 64), expected)
+    for value, message in (("1,2,3", "not three points"), ("50,40,150,40,100,170", "a point lies outside the 200x100 portrait"),
+                           (str(tmp_path / "missing.json"), "keypoint file not found"), ("a,b,c,d,e,f", "not three points")):
+        with pytest.raises(KpsError, match=message):
+            hand_placed_kps(value, (200, 100), 64, 64)
+
+    def no_detector():
+        raise AssertionError("the detector was asked although the keypoints were placed by hand")
+
+    request = GenerationRequest(retarget_strategy="fix_face", image_width=64, image_height=64)
+    kps, strategy = plan_video_keypoints(request, None, None, 5, 25.0, no_detector, print, hand_kps=expected)
+    assert strategy == "fix_face" and np.allclose(kps.numpy(), np.broadcast_to(expected, (5, 3, 2)))

@@ -166,6 +166,26 @@ def test_generate_in_the_browser(open_page, files):
     assert len(written) == 1 and inspect_mp4(written[0])["num_frames"] == FRAMES  # kept in --output_dir
 
 
+def test_clicks_on_the_portrait_place_the_keypoints_by_hand(open_page, files):
+    """The portrait shows once uploaded; three clicks give the three points in its own pixels, a fourth starts
+    again (the page's request takes them: test_page_values_become_an_inference_request)."""
+    page = open_page()
+    upload(page, files["image"], files["audio"])
+    image = page.locator("#portrait_view img")
+    image.wait_for(timeout=30000)
+    box = image.bounding_box()
+    clicks = [(0.25, 0.3), (0.75, 0.3), (0.5, 0.6)]
+    for fx, fy in clicks:
+        image.click(position={"x": fx * box["width"], "y": fy * box["height"]})
+        page.wait_for_function("n => document.querySelector('#reference_kps textarea, #reference_kps input').value.split(',').length === n",
+                               arg=2 * (clicks.index((fx, fy)) + 1), timeout=30000)
+    placed = np.array([float(v) for v in page.locator("#reference_kps textarea, #reference_kps input").first.input_value().split(",")]).reshape(3, 2)
+    assert np.allclose(placed, np.array(clicks) * SIZE, atol=2)  # the portrait's pixels (64x64 here), wherever it is shown
+    image.click(position={"x": 0.5 * box["width"], "y": 0.5 * box["height"]})
+    page.wait_for_function("() => document.querySelector('#reference_kps textarea, #reference_kps input').value.split(',').length === 2",
+                           timeout=30000)  # a fourth click: a new triple begins
+
+
 def test_a_text_file_as_portrait_shows_the_cli_message(open_page, files):
     page = open_page()
     upload(page, files["text"], files["audio"])
@@ -199,11 +219,13 @@ def test_page_values_become_an_inference_request(files):
     command_line = GenerationRequest(save_gpu_memory=True, preset="fast", weights=ModelPaths.under(files["ckpts"]))
     app = WebGenerator(command_line, files["folder"] / "unit")
     assert app.defaults.num_inference_steps == PRESETS["fast"]["num_inference_steps"] and app.defaults.save_gpu_memory  # the page starts from the command line
-    settings = {"num_inference_steps": 3.0, "guidance_scale": 2.5, "seed": 7, "save_gpu_memory": False}  # as the widgets give them
+    settings = {"num_inference_steps": 3.0, "guidance_scale": 2.5, "seed": 7, "save_gpu_memory": False,
+                "reference_kps": "16,20,48,20,32,40"}  # as the widgets give them
     driven = app.request("face.png", "speech.wav", "their_talk.MOV", settings, "out.mp4")
     assert (driven.reference_video, driven.kps_path) == ("their_talk.MOV", None)
     assert (driven.num_inference_steps, driven.guidance_scale, driven.seed) == (3, 2.5, 7)
     assert driven.save_gpu_memory is False and driven.preset == "fast"  # the box turns off what the command line turned on
+    assert driven.reference_kps == "16,20,48,20,32,40"
     assert app.request("face.png", "speech.wav", "kps.pth", {}, "out.mp4").kps_path == "kps.pth"
     with pytest.raises(InputError, match=r"--guidance_scale 99.0: must be between 0.0 and 30.0"):
         app.request("face.png", "speech.wav", None, {"guidance_scale": 99.0}, "out.mp4")  # a value the page cannot send

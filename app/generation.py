@@ -31,6 +31,7 @@ from motion.plan import plan_keypoints
 from pipelines.pipeline_v_express import published_noise_generator
 from app.requests import GenerationRequest, InputError
 from app.resume import StateWriter, fingerprint, load_state, state_path
+from media.face import portrait_check_tasks
 from media.video import BYTES_PER_OUTPUT_PIXEL, count_frames, write_video
 
 DRIVING_STRATEGIES = ("no_retarget", "offset_retarget", "naive_retarget", "similarity_retarget")  # need driving keypoints
@@ -199,9 +200,10 @@ def plan_video_keypoints(request, driving_kps, waveform, num_frames: int, fps: f
     if hand_kps is not None and reference_kps is None:
         say("note: --retarget_strategy no_retarget draws the driving keypoints as they are; --reference_kps is not used")
     if strategy != "no_retarget" and reference_kps is None:
-        reference_kps, num_faces = face_detector().reference_kps(request.reference_image_path, request.image_width, request.image_height)
-        if num_faces > 1:
-            say(f"note: {num_faces} faces in {request.reference_image_path}; using the largest")
+        reference_kps, advice = face_detector().reference_kps(request.reference_image_path, request.image_width, request.image_height,
+                                                              getattr(request, "face_index", 0))
+        for line in advice:  # the photo checks: one line each, and the run goes on
+            say(line)
     if reference_video:
         from media.kps_extraction import extract_kps_sequence
 
@@ -310,7 +312,8 @@ class VideoGenerator:
 
         size = (request.image_width, request.image_height)
         if self._face_detector is None or self._face_detector[0] != size:
-            self._face_detector = (size, FaceDetector(request.weights.insightface_model_path, image_size=size, device=self.device.type, gpu_id=request.gpu_id))
+            self._face_detector = (size, FaceDetector(request.weights.insightface_model_path, image_size=size, device=self.device.type,
+                                                      gpu_id=request.gpu_id, tasks=portrait_check_tasks(request.weights.insightface_model_path)))
         return self._face_detector[1]
 
     def generate(self, request, inputs: CheckedInputs | None = None) -> GenerationReport | None:

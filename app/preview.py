@@ -12,7 +12,7 @@ from modules.errors import VExpressError
 from media.audio import load_audio
 from pipelines.speech import SAMPLING_RATE
 from pipelines.context import num_frames_for_audio, video_length
-from media.face import FaceDetector
+from media.face import FaceDetector, portrait_check_tasks
 from app.generation import plan_video_keypoints
 from motion.keypoints import draw_kps_image, hand_placed_kps, load_kps_sequence
 from motion.plan import MAX_HEAD_MOTION_STRENGTH
@@ -94,6 +94,7 @@ def plan_preview(args, say, face_model_path):
     if args.reference_kps:
         with Image.open(args.reference_image_path) as portrait:
             hand_kps = hand_placed_kps(args.reference_kps, portrait.size, args.image_width, args.image_height)
-    detector = functools.cache(lambda: FaceDetector(face_model_path, image_size=(args.image_width, args.image_height)))
+    size = (args.image_width, args.image_height)
+    detector = functools.cache(lambda: FaceDetector(face_model_path, image_size=size, tasks=portrait_check_tasks(face_model_path)))
     kps, strategy = plan_video_keypoints(args, driving_kps, waveform, num_frames, fps, detector, say, hand_kps)
     return kps.numpy(), fps, strategy

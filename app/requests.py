@@ -56,6 +56,7 @@ class GenerationRequest:
     reference_kps: str | None = setting(
         None, 'left eye, right eye and nose placed by hand, in the portrait\'s pixels: "x1,y1,x2,y2,x3,y3" or a JSON file; replaces face '
         "detection (stylised faces, drawings, masks)", group=INPUTS, video=True)
+    face_index: int = setting(0, "which face of a photo with several: 0 the largest, 1 the next, ...", group=INPUTS, video=True, range=(0, 99))
     output_path: str | None = setting(None, "the MP4 to write", group=INPUTS, video=False, flags=("--output",), required=True)
 
     retarget_strategy: str = setting("no_retarget", "how driving keypoints map onto the portrait", group=GENERATION, video=True, choices=RETARGET_STRATEGIES)

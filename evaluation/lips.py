@@ -35,6 +35,7 @@ import numpy as np
 
 from evaluation.errors import EvaluationError, MissingWeightsError
 from evaluation.face_metrics import DETECTOR_FILE, FACE_MODELS_DIR, FaceModels, model_file, require_file
+from media.face import LOWER_INNER_LIP, UPPER_INNER_LIP
 
 LANDMARK_FILE = "2d106det.onnx"
 VAD_FILE = "silero_vad.onnx"  # in the silero_vad package's data folder
@@ -45,8 +46,7 @@ MIN_SPEECH_FRACTION = 0.1
 DYNAMICS_MAX_FRAMES = 500
 
 # insightface's 106-point layout, named by the 68-point scheme it maps onto (the usual 106 -> 68 table).
-UPPER_INNER_LIP = (66, 62, 70)  # 68-point 61, 62, 63: left to right in the image
-LOWER_INNER_LIP = (54, 60, 57)  # 68-point 67, 66, 65: each below its upper partner
+# UPPER_INNER_LIP: 68-point 61, 62, 63, left to right in the image; LOWER_INNER_LIP: 68-point 67, 66, 65, each below its partner
 MOUTH = tuple(range(52, 72))  # outer and inner lip contours
 LEFT_EYE_CORNERS = (35, 39)  # the image-left eye: outer, inner corner (68-point 36, 39)
 RIGHT_EYE_CORNERS = (93, 89)  # the image-right eye: outer, inner corner (68-point 45, 42)

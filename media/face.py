@@ -1,5 +1,6 @@
 """Face keypoints from insightface's `buffalo_l` detector (detection model only)."""
 
+import math
 from pathlib import Path
 
 import cv2
@@ -57,9 +58,9 @@ class FaceDetector:
         faces = self.app.get(image_bgr)
         return sorted(faces, key=lambda face: -float((face.bbox[2] - face.bbox[0]) * (face.bbox[3] - face.bbox[1])))
 
-    def reference_kps(self, image_path: str | Path, width: int, height: int) -> tuple[np.ndarray, int]:
-        """Left eye, right eye, nose (3, 2) float32 of the largest face in the image resized to width x height,
-        and how many faces there were."""
+    def reference_kps(self, image_path: str | Path, width: int, height: int, face_index: int = 0) -> tuple[np.ndarray, list[str]]:
+        """Left eye, right eye, nose (3, 2) float32 of the `face_index`-th largest face in the image resized to
+        width x height, and the photo checks' advice on it (`photo_advice`)."""
         image = cv2.imread(str(image_path))
         if image is None:  # formats OpenCV cannot read (WebP without support, ...): go through PIL
             from PIL import Image
@@ -69,4 +70,56 @@ class FaceDetector:
         if not faces:
             raise FaceError(f"{image_path}: no face found in the reference image; use a photo with one clear, frontal face, or place "
                             'its keypoints by hand: --reference_kps "x1,y1,x2,y2,x3,y3" (left eye, right eye, nose, in its pixels)')
-        return faces[0].kps[:3].astype(np.float32), len(faces)
+        if face_index >= len(faces):
+            raise FaceError(f"--face_index {face_index}: {image_path} has {len(faces)} face(s), numbered from 0, largest first")
+        return faces[face_index].kps[:3].astype(np.float32), photo_advice(image_path, faces, face_index, (width, height))
+
+
+# The photo checks' limits: past them a photo is still used, with one line of advice each.
+SMALLEST_FACE_FRACTION = 0.2  # of the video's width: below it the mouth spans only a few latent cells
+LARGEST_YAW_DEGREES = 30.0
+NOSE_DEPTH = 0.6  # the nose tip's depth in front of the eyes, in eye distances: yaw = atan(nose offset / NOSE_DEPTH)
+OPEN_MOUTH_GAP = 0.12  # inner-lip gap over the eye distance (buffalo_l's 106 landmarks) above which the mouth is open
+UPPER_INNER_LIP, LOWER_INNER_LIP = (66, 62, 70), (54, 60, 57)  # in buffalo_l's 106-point layout, pair by pair
+
+
+def portrait_check_tasks(model_root: str | Path) -> tuple[str, ...]:
+    """The detector's tasks for a portrait: with buffalo_l's 106-point landmarks where they are (the open-mouth
+    check), else detection alone."""
+    return ("detection", "landmark_2d_106") if (Path(model_root) / "models" / "buffalo_l" / "2d106det.onnx").is_file() else ("detection",)
+
+
+def yaw_degrees(kps: np.ndarray) -> float:
+    """How far the head is turned, from the detector's left eye, right eye and nose (3+, 2): the nose tip's sideways
+    offset from the eyes' midpoint over the eye distance is tan(yaw) * NOSE_DEPTH (a frontal face: 0)."""
+    eye_distance = float(np.linalg.norm(kps[1] - kps[0]))
+    offset = float(kps[2][0] - (kps[0][0] + kps[1][0]) / 2)
+    return math.degrees(math.atan2(abs(offset) / max(eye_distance, 1e-6), NOSE_DEPTH))
+
+
+def photo_advice(image_path, faces: list, face_index: int, size: tuple[int, int]) -> list[str]:
+    """One line of advice per problem of the chosen face (insightface Face records of the portrait resized to
+    size = (width, height), largest first): several faces, a small face, a turned head, an open mouth (when the
+    106-point landmarks are loaded), a face cut by the frame's edge. Advice never stops a run."""
+    face, (width, height), advice = faces[face_index], size, []
+    if len(faces) > 1:
+        which = "the largest" if face_index == 0 else f"face {face_index}"
+        advice.append(f"note: {len(faces)} faces in {image_path}; using {which} (--face_index N picks another, 0 the largest)")
+    x1, y1, x2, y2 = (float(v) for v in face.bbox)
+    if x2 - x1 < SMALLEST_FACE_FRACTION * width:
+        advice.append(f"warning: {image_path}: the face spans {x2 - x1:.0f} of the video's {width} pixels; the lips will be blurred: "
+                      "crop the photo closer around the face")
+    yaw = yaw_degrees(np.asarray(face.kps, np.float64))
+    if yaw > LARGEST_YAW_DEGREES:
+        advice.append(f"warning: {image_path}: the head is turned about {yaw:.0f} degrees; the model was trained on faces turned "
+                      f"less than {LARGEST_YAW_DEGREES:.0f}: use a more frontal photo")
+    landmarks = getattr(face, "landmark_2d_106", None)
+    if landmarks is not None:
+        gap = np.abs(landmarks[list(UPPER_INNER_LIP), 1] - landmarks[list(LOWER_INNER_LIP), 1]).mean()
+        if gap > OPEN_MOUTH_GAP * np.linalg.norm(face.kps[1] - face.kps[0]):
+            advice.append(f"warning: {image_path}: the mouth is open; the video's mouth moves from the photo's: a closed mouth gives "
+                          "the most natural speech")
+    if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+        advice.append(f"warning: {image_path}: the face is cut by the photo's edge; use a photo with the whole head in it")
+    return advice
+

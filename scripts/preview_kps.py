@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image_width", type=int, default=512)
     parser.add_argument("--image_height", type=int, default=512)
     parser.add_argument("--reference_kps", default=None, help='the portrait\'s keypoints placed by hand, as in inference.py: "x1,y1,x2,y2,x3,y3" or a JSON file')
+    parser.add_argument("--face_index", type=int, default=0, help="which face of a photo with several, as in inference.py (0: the largest)")
     parser.add_argument("--retarget_strategy", default="no_retarget", choices=RETARGET_STRATEGIES, help="as in inference.py")
     parser.add_argument("--kps_fit", default="stretch", choices=KPS_FITS, help="as in inference.py")
     parser.add_argument("--head_motion", default="none", choices=HEAD_MOTIONS, help="as in inference.py; natural needs --audio_path")

@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from modules.checkpoints import DTYPES, leftover_partials
 from modules.errors import VExpressError, first_line
@@ -31,7 +33,8 @@ from motion.plan import plan_keypoints
 from pipelines.pipeline_v_express import published_noise_generator
 from app.requests import GenerationRequest, InputError
 from app.resume import StateWriter, fingerprint, load_state, state_path
-from media.face import portrait_check_tasks
+from media.face import chosen_face, portrait_check_tasks
+from media.paste_back import PasteBack, canvas_size, detection_size, face_box_from_kps
 from media.video import BYTES_PER_OUTPUT_PIXEL, count_frames, write_video
 
 DRIVING_STRATEGIES = ("no_retarget", "offset_retarget", "naive_retarget", "similarity_retarget")  # need driving keypoints
@@ -45,7 +48,7 @@ class Interrupted(KeyboardInterrupt):
 class CheckedInputs:
     waveform: torch.Tensor  # 16 kHz mono
     driving_kps: np.ndarray | None = None  # (N, 3, 2) from --kps_path
-    reference_kps: np.ndarray | None = None  # (3, 2) in the video's pixels, from --reference_kps
+    hand_kps: np.ndarray | None = None  # (3, 2) in the portrait's own pixels, from --reference_kps
     duration: float = 0.0  # seconds of audio
     length: int = 0  # frames the video will have
     notes: list[str] = field(default_factory=list)
@@ -72,7 +75,7 @@ def check_request(request: GenerationRequest) -> CheckedInputs:
     waveform = load_audio(request.audio_path, audio_rate)
     inputs = CheckedInputs(waveform)
     if request.reference_kps:
-        inputs.reference_kps = hand_placed_kps(request.reference_kps, portrait_size, request.image_width, request.image_height)
+        inputs.hand_kps = hand_placed_kps(request.reference_kps, portrait_size)
     shortest = max(encoder_field, math.ceil(audio_rate / request.fps))
     if len(waveform) < shortest:
         raise InputError(
@@ -98,15 +101,16 @@ def check_request(request: GenerationRequest) -> CheckedInputs:
         raise InputError(f"{request.reference_video}: reference video not found")
     inputs.duration = len(waveform) / audio_rate
     inputs.length = video_length(num_frames_for_audio(inputs.duration, request.fps), request.context_frames, request.context_overlap)
-    pixels = inputs.length * request.image_width * request.image_height
-    latent_bytes = pixels // 64 * 4 * 4  # the resume state: float32 latents
+    frame_size = canvas_size(*portrait_size, request.max_output_side) if request.paste_back else (request.image_width, request.image_height)
+    pixels = inputs.length * frame_size[0] * frame_size[1]
+    latent_bytes = inputs.length * request.image_width * request.image_height // 64 * 4 * 4  # the resume state: float32 latents
     check_output_location(Path(request.output_path), int(pixels * BYTES_PER_OUTPUT_PIXEL) + latent_bytes + Path(request.audio_path).stat().st_size)
     return inputs
 
 
 def check_image(path: Path) -> tuple[int, int]:
     """The reference image's (width, height) when it exists and opens; else an InputError saying why."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     if path.is_dir():
         raise InputError(f"{path}: is a folder; give the reference image file")
@@ -186,12 +190,33 @@ def output_lock(output: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
-def plan_video_keypoints(request, driving_kps, waveform, num_frames: int, fps: float, face_detector, say,
+def prepare_portrait(request, hand_kps: np.ndarray | None, face_detector) -> tuple[Image.Image, np.ndarray | None, PasteBack | None]:
+    """(the portrait the video is generated from, the hand-placed keypoints in the video's frame or None, the
+    paste-back or None). With --paste_back the portrait is a square crop around the face (placed by hand, or the
+    --face_index-th found by `face_detector(size)` on the whole photo) of the photo scaled to the video's size; else
+    the photo itself."""
+    photo = Image.open(request.reference_image_path).convert("RGB")
+    width, height = request.image_width, request.image_height
+    if not getattr(request, "paste_back", False):
+        return photo, None if hand_kps is None else (hand_kps * [width / photo.width, height / photo.height]).astype(np.float32), None
+    size = canvas_size(*photo.size, request.max_output_side)
+    canvas = np.asarray(photo if size == photo.size else photo.resize(size, Image.LANCZOS))
+    to_canvas = np.array([size[0] / photo.width, size[1] / photo.height])
+    if hand_kps is not None:
+        box = face_box_from_kps(hand_kps * to_canvas)
+    else:
+        faces = face_detector(detection_size(size)).faces(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+        box = chosen_face(faces, request.face_index, request.reference_image_path).bbox
+    paste = PasteBack.around(canvas, box)
+    return paste.crop(), None if hand_kps is None else paste.to_crop(hand_kps * to_canvas, width, height), paste
+
+
+def plan_video_keypoints(request, portrait, driving_kps, waveform, num_frames: int, fps: float, face_detector, say,
                          hand_kps: np.ndarray | None = None) -> tuple[torch.Tensor, str]:
     """(the keypoints (num_frames, 3, 2) a request's video is drawn from, the strategy used), as `request` asks: a
     strategy that needs a driver falls back to fix_face without one; the portrait's keypoints are `hand_kps` (placed
-    by hand) or else found by `face_detector()`, which also finds a --reference_video's (called only when needed);
-    `waveform` drives the head motion."""
+    by hand, in the video's frame) or else found in `portrait` (a PIL image) by `face_detector()`, which also finds a
+    --reference_video's (called only when needed); `waveform` drives the head motion."""
     strategy, reference_video = request.retarget_strategy, getattr(request, "reference_video", None)
     if strategy in DRIVING_STRATEGIES and driving_kps is None and not reference_video:
         say(f"note: --retarget_strategy {strategy} needs driving keypoints (--kps_path or --reference_video); using fix_face")
@@ -200,8 +225,8 @@ def plan_video_keypoints(request, driving_kps, waveform, num_frames: int, fps: f
     if hand_kps is not None and reference_kps is None:
         say("note: --retarget_strategy no_retarget draws the driving keypoints as they are; --reference_kps is not used")
     if strategy != "no_retarget" and reference_kps is None:
-        reference_kps, advice = face_detector().reference_kps(request.reference_image_path, request.image_width, request.image_height,
-                                                              getattr(request, "face_index", 0))
+        reference_kps, advice = face_detector().reference_kps(portrait, request.reference_image_path, request.image_width,
+                                                              request.image_height, getattr(request, "face_index", 0))
         for line in advice:  # the photo checks: one line each, and the run goes on
             say(line)
     if reference_video:
@@ -292,7 +317,7 @@ class VideoGenerator:
         self.device, self.distributed_state = pick_device(request)
         self.dtype = pick_dtype(request, self.device, self.report)
         self.is_main = self.distributed_state is None or self.distributed_state.is_main_process
-        self._pipeline = self._face_detector = None
+        self._pipeline, self._face_detectors = None, {}
 
     @property
     def pipeline(self):
@@ -307,14 +332,15 @@ class VideoGenerator:
             self._pipeline.set_progress_bar_config(disable=not self.is_main, leave=False)
         return self._pipeline
 
-    def face_detector(self, request):
+    def face_detector(self, request, size: tuple[int, int] | None = None):
+        """The detector for images of `size` (default the video's), made once per size."""
         from media.face import FaceDetector
 
-        size = (request.image_width, request.image_height)
-        if self._face_detector is None or self._face_detector[0] != size:
-            self._face_detector = (size, FaceDetector(request.weights.insightface_model_path, image_size=size, device=self.device.type,
-                                                      gpu_id=request.gpu_id, tasks=portrait_check_tasks(request.weights.insightface_model_path)))
-        return self._face_detector[1]
+        size = size or (request.image_width, request.image_height)
+        if size not in self._face_detectors:
+            self._face_detectors[size] = FaceDetector(request.weights.insightface_model_path, image_size=size, device=self.device.type,
+                                                      gpu_id=request.gpu_id, tasks=portrait_check_tasks(request.weights.insightface_model_path))
+        return self._face_detectors[size]
 
     def generate(self, request, inputs: CheckedInputs | None = None) -> GenerationReport | None:
         """One video as `request` asks (inference.py's flags). Returns the report on the main process, None on others.
@@ -336,8 +362,6 @@ class VideoGenerator:
             return self._generate(request, inputs, started)
 
     def _generate(self, request, inputs: CheckedInputs, started: float) -> GenerationReport | None:
-        from PIL import Image
-
         say = self.report if self.is_main else (lambda message: None)
         for note in inputs.notes:
             say(note)
@@ -347,10 +371,10 @@ class VideoGenerator:
         # 1. The keypoints: the portrait's and the driver's, fitted, retargeted and animated.
         timings = {}
         clock = time.perf_counter()
-        kps_sequence, strategy = plan_video_keypoints(
-            request, inputs.driving_kps, inputs.waveform, length, length / duration, lambda: self.face_detector(request), say,
-            inputs.reference_kps,
-        )
+        detector = lambda size=None: self.face_detector(request, size)  # noqa: E731  (loaded only when a face is to be found)
+        portrait, hand_kps, paste = prepare_portrait(request, inputs.hand_kps, detector)
+        kps_sequence, strategy = plan_video_keypoints(request, portrait, inputs.driving_kps, inputs.waveform, length, length / duration,
+                                                      detector, say, hand_kps)
         timings["face keypoints"] = time.perf_counter() - clock
 
         # 2. Where an interrupted run with these very inputs and settings stopped.
@@ -376,7 +400,7 @@ class VideoGenerator:
             if self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.device)
             denoised = pipeline(
-                reference_image=Image.open(request.reference_image_path).convert("RGB"), kps_images=KpsImages(kps_sequence, height, width),
+                reference_image=portrait, kps_images=KpsImages(kps_sequence, height, width),
                 audio_waveform=inputs.waveform, width=width, height=height, video_length=length,
                 num_inference_steps=request.num_inference_steps, guidance_scale=request.guidance_scale,
                 generator=published_noise_generator(request.seed, pipeline.audio_encoder), output_type="latent",
@@ -396,6 +420,8 @@ class VideoGenerator:
             # 4. Decode, filter and encode, a batch of frames at a time.
             clock = time.perf_counter()
             frames = pipeline.stream_frames(latents, 1 if request.save_gpu_memory else request.decode_batch_frames, flicker_filter=not request.no_median_filter)
+            if paste is not None:
+                frames = paste.frames(frames)
             write_video(output, frames, length / duration, request.audio_path, num_frames=length)
             timings["decoding and writing"] = time.perf_counter() - clock
         except KeyboardInterrupt:
@@ -411,6 +437,6 @@ class VideoGenerator:
             raise
         resume.remove()
         return GenerationReport(
-            output, count_frames(output), length / duration, duration, (width, height), strategy, self.device, self.dtype, timings,
+            output, count_frames(output), length / duration, duration, (width, height) if paste is None else paste.canvas.shape[1::-1], strategy, self.device, self.dtype, timings,
             resume_from.step if resume_from else None, time.perf_counter() - started,
         )

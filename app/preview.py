@@ -13,7 +13,7 @@ from media.audio import load_audio
 from pipelines.speech import SAMPLING_RATE
 from pipelines.context import num_frames_for_audio, video_length
 from media.face import FaceDetector, portrait_check_tasks
-from app.generation import plan_video_keypoints
+from app.generation import plan_video_keypoints, prepare_portrait
 from motion.keypoints import draw_kps_image, hand_placed_kps, load_kps_sequence
 from motion.plan import MAX_HEAD_MOTION_STRENGTH
 
@@ -27,13 +27,6 @@ class PreviewError(VExpressError):
 def overlay(portrait: np.ndarray, drawing: np.ndarray) -> np.ndarray:
     """The V-Kps drawing (H, W, 3) over the portrait (H, W, 3), dimmed so that the drawing stands out."""
     return np.where(drawing.any(axis=-1, keepdims=True), drawing, portrait // 2 + 64)
-
-
-def load_portrait(path, width: int, height: int) -> np.ndarray:
-    """The portrait (height, width, 3) uint8, resized as generation resizes it."""
-    from PIL import Image
-
-    return np.asarray(Image.open(path).convert("RGB").resize((width, height)))
 
 
 def preview_picture(portrait: np.ndarray, kps: np.ndarray) -> np.ndarray:
@@ -78,8 +71,9 @@ def check_preview_options(args) -> str:
 
 
 def plan_preview(args, say, face_model_path):
-    """(keypoints (L, 3, 2) to draw, frames per second, the strategy used): the frames inference.py would draw for
-    the same settings (`args`: preview_kps.py's flags, or a request); `face_model_path` the face detector's folder."""
+    """(keypoints (L, 3, 2) to draw, frames per second, the strategy used, the portrait (H, W, 3) uint8 they are drawn
+    over): the frames inference.py would draw for the same settings (`args`: preview_kps.py's flags, or a request;
+    with --paste_back the portrait is the crop the face is generated from); `face_model_path` the detector's folder."""
     driving_kps = load_kps_sequence(args.kps_path) if args.kps_path else None
     waveform, fps = None, args.fps
     if args.audio_path:
@@ -92,9 +86,11 @@ def plan_preview(args, say, face_model_path):
         num_frames = len(driving_kps)
     hand_kps = None
     if args.reference_kps:
-        with Image.open(args.reference_image_path) as portrait:
-            hand_kps = hand_placed_kps(args.reference_kps, portrait.size, args.image_width, args.image_height)
+        with Image.open(args.reference_image_path) as photo:
+            hand_kps = hand_placed_kps(args.reference_kps, photo.size)
     size = (args.image_width, args.image_height)
-    detector = functools.cache(lambda: FaceDetector(face_model_path, image_size=size, tasks=portrait_check_tasks(face_model_path)))
-    kps, strategy = plan_video_keypoints(args, driving_kps, waveform, num_frames, fps, detector, say, hand_kps)
-    return kps.numpy(), fps, strategy
+    detector = functools.cache(lambda detect_size=None: FaceDetector(face_model_path, image_size=detect_size or size,
+                                                                      tasks=portrait_check_tasks(face_model_path)))
+    portrait, hand_kps, _ = prepare_portrait(args, hand_kps, detector)
+    kps, strategy = plan_video_keypoints(args, portrait, driving_kps, waveform, num_frames, fps, detector, say, hand_kps)
+    return kps.numpy(), fps, strategy, np.asarray(portrait.resize(size))

@@ -57,6 +57,10 @@ class GenerationRequest:
         None, 'left eye, right eye and nose placed by hand, in the portrait\'s pixels: "x1,y1,x2,y2,x3,y3" or a JSON file; replaces face '
         "detection (stylised faces, drawings, masks)", group=INPUTS, video=True)
     face_index: int = setting(0, "which face of a photo with several: 0 the largest, 1 the next, ...", group=INPUTS, video=True, range=(0, 99))
+    paste_back: bool = setting(False, "generate from a square crop around the face and paste each frame back into the photo: "
+                               "the video keeps the photo's size and aspect ratio", group=INPUTS, video=True)
+    max_output_side: int | None = setting(None, "with --paste_back: the video's longer side at most this (default: the photo's)",
+                                          group=INPUTS, video=True, range=(64, 8192))
     output_path: str | None = setting(None, "the MP4 to write", group=INPUTS, video=False, flags=("--output",), required=True)
 
     retarget_strategy: str = setting("no_retarget", "how driving keypoints map onto the portrait", group=GENERATION, video=True, choices=RETARGET_STRATEGIES)

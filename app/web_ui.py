@@ -101,7 +101,7 @@ class WebGenerator:
         """(the portrait, the V-Kps image of the first frame and the two overlaid, side by side; the messages), as
         `python scripts/preview_kps.py --output_path preview.png` draws them for the same settings."""
         from app.generation import check_image
-        from app.preview import load_portrait, plan_preview, preview_picture
+        from app.preview import plan_preview, preview_picture
 
         notes = []
         try:
@@ -109,8 +109,7 @@ class WebGenerator:
             if _is_video(driving):
                 notes.append("note: a driving video's keypoints are found when generating; the preview shows the portrait's own")
             check_image(Path(request.reference_image_path))
-            portrait_pixels = load_portrait(request.reference_image_path, request.image_width, request.image_height)
-            kps, _, _ = plan_preview(request, notes.append, request.weights.insightface_model_path)
+            kps, _, _, portrait_pixels = plan_preview(request, notes.append, request.weights.insightface_model_path)
         except Exception as error:
             return None, "\n".join([*notes, shown(error)])
         picture = preview_picture(portrait_pixels, kps[0])

@@ -58,21 +58,22 @@ class FaceDetector:
         faces = self.app.get(image_bgr)
         return sorted(faces, key=lambda face: -float((face.bbox[2] - face.bbox[0]) * (face.bbox[3] - face.bbox[1])))
 
-    def reference_kps(self, image_path: str | Path, width: int, height: int, face_index: int = 0) -> tuple[np.ndarray, list[str]]:
-        """Left eye, right eye, nose (3, 2) float32 of the `face_index`-th largest face in the image resized to
-        width x height, and the photo checks' advice on it (`photo_advice`)."""
-        image = cv2.imread(str(image_path))
-        if image is None:  # formats OpenCV cannot read (WebP without support, ...): go through PIL
-            from PIL import Image
+    def reference_kps(self, portrait, image_path, width: int, height: int, face_index: int = 0) -> tuple[np.ndarray, list[str]]:
+        """Left eye, right eye, nose (3, 2) float32 of the `face_index`-th largest face in `portrait` (a PIL image
+        of `image_path`, or its crop) resized to width x height, and the photo checks' advice on it (`photo_advice`)."""
+        faces = self.faces(cv2.cvtColor(np.asarray(portrait.convert("RGB").resize((width, height))), cv2.COLOR_RGB2BGR))
+        face = chosen_face(faces, face_index, image_path)
+        return face.kps[:3].astype(np.float32), photo_advice(image_path, faces, face_index, (width, height))
 
-            image = cv2.cvtColor(np.asarray(Image.open(image_path).convert("RGB")), cv2.COLOR_RGB2BGR)
-        faces = self.faces(cv2.resize(image, (width, height)))
-        if not faces:
-            raise FaceError(f"{image_path}: no face found in the reference image; use a photo with one clear, frontal face, or place "
-                            'its keypoints by hand: --reference_kps "x1,y1,x2,y2,x3,y3" (left eye, right eye, nose, in its pixels)')
-        if face_index >= len(faces):
-            raise FaceError(f"--face_index {face_index}: {image_path} has {len(faces)} face(s), numbered from 0, largest first")
-        return faces[face_index].kps[:3].astype(np.float32), photo_advice(image_path, faces, face_index, (width, height))
+
+def chosen_face(faces: list, face_index: int, image_path):
+    """The `face_index`-th of `faces` (largest first) found in the portrait `image_path`; a FaceError when there is none."""
+    if not faces:
+        raise FaceError(f"{image_path}: no face found in the reference image; use a photo with one clear, frontal face, or place "
+                        'its keypoints by hand: --reference_kps "x1,y1,x2,y2,x3,y3" (left eye, right eye, nose, in its pixels)')
+    if face_index >= len(faces):
+        raise FaceError(f"--face_index {face_index}: {image_path} has {len(faces)} face(s), numbered from 0, largest first")
+    return faces[face_index]
 
 
 # The photo checks' limits: past them a photo is still used, with one line of advice each.

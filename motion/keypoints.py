@@ -57,10 +57,10 @@ def load_kps_sequence(path: str | Path) -> np.ndarray:
     return kps
 
 
-def hand_placed_kps(value: str, portrait_size: tuple[int, int], width: int, height: int) -> np.ndarray:
-    """--reference_kps -> float32 (3, 2) in the video's pixels. `value` is "x1,y1,x2,y2,x3,y3" (left eye, right eye,
-    nose in the portrait's own pixels) or a JSON file holding [[x, y], [x, y], [x, y]] or {"left_eye": [x, y],
-    "right_eye": [x, y], "nose": [x, y]}; the portrait (width, height) = `portrait_size` is resized to width x height."""
+def hand_placed_kps(value: str, portrait_size: tuple[int, int]) -> np.ndarray:
+    """--reference_kps -> float32 (3, 2) in the portrait's own pixels (checked to lie in the portrait of
+    `portrait_size` (width, height)). `value` is "x1,y1,x2,y2,x3,y3" (left eye, right eye, nose) or a JSON file holding
+    [[x, y], [x, y], [x, y]] or {"left_eye": [x, y], "right_eye": [x, y], "nose": [x, y]}."""
     source = f"--reference_kps {value}"
     try:
         if value.strip().lower().endswith(".json"):
@@ -80,7 +80,7 @@ def hand_placed_kps(value: str, portrait_size: tuple[int, int], width: int, heig
     if not inside:
         raise KpsError(f"{source}: a point lies outside the {portrait_size[0]}x{portrait_size[1]} portrait; give its pixels, "
                        "(0, 0) at the top left")
-    return (kps * [width / portrait_size[0], height / portrait_size[1]]).astype(np.float32)
+    return kps.astype(np.float32)
 
 
 def resample_kps_sequence(kps: np.ndarray | torch.Tensor, num_frames: int) -> torch.Tensor:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from modules.errors import VExpressError  # noqa: E402
 from motion.retarget import RETARGET_STRATEGIES  # noqa: E402
 from motion.plan import HEAD_MOTIONS, KPS_FITS, MAX_HEAD_MOTION_STRENGTH  # noqa: E402
-from app.preview import PreviewError, PreviewFrames, check_preview_options, load_portrait, plan_preview, preview_picture  # noqa: E402
+from app.preview import PreviewError, PreviewFrames, check_preview_options, plan_preview, preview_picture  # noqa: E402
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image_width", type=int, default=512)
     parser.add_argument("--image_height", type=int, default=512)
     parser.add_argument("--reference_kps", default=None, help='the portrait\'s keypoints placed by hand, as in inference.py: "x1,y1,x2,y2,x3,y3" or a JSON file')
+    parser.add_argument("--paste_back", action="store_true", help="show the crop --paste_back generates the face from, as in inference.py")
+    parser.add_argument("--max_output_side", type=int, default=None, help="as in inference.py")
     parser.add_argument("--face_index", type=int, default=0, help="which face of a photo with several, as in inference.py (0: the largest)")
     parser.add_argument("--retarget_strategy", default="no_retarget", choices=RETARGET_STRATEGIES, help="as in inference.py")
     parser.add_argument("--kps_fit", default="stretch", choices=KPS_FITS, help="as in inference.py")
@@ -52,8 +54,7 @@ def main(argv=None) -> int:
     say = lambda message: print(message, file=sys.stderr)  # noqa: E731
     try:
         kind = check_preview_options(args)
-        portrait = load_portrait(args.reference_image_path, args.image_width, args.image_height)
-        kps, fps, strategy = plan_preview(args, say, args.insightface_model_path)
+        kps, fps, strategy, portrait = plan_preview(args, say, args.insightface_model_path)
         if kind == "image" and not 0 <= args.frame < len(kps):
             raise PreviewError(f"--frame {args.frame}: the sequence has frames 0..{len(kps) - 1}")
     except (VExpressError, OSError) as error:

@@ -66,6 +66,7 @@ def build_page(gr, app):
                                                      label="Denoising steps"),
                     "guidance_scale": gr.Slider(*SETTING_RANGES["guidance_scale"], value=defaults.guidance_scale, step=0.1, label="Guidance scale"),
                     "seed": gr.Number(value=defaults.seed, precision=0, label="Seed"),
+                    "paste_back": gr.Checkbox(value=defaults.paste_back, label="Keep the whole picture (generate the face, paste it back)"),
                     "save_gpu_memory": gr.Checkbox(value=defaults.save_gpu_memory,
                                                    label="Save GPU memory (slower: offloads networks, decodes frame by frame)"),
                 }

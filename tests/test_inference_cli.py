@@ -93,6 +93,24 @@ def test_hand_placed_keypoints_replace_the_detector(setup):
     assert "strategy similarity_retarget" in result.stdout
 
 
+def test_paste_back_keeps_the_whole_photo(setup):
+    """A 160x96 photo gives a 160x96 video: the face is generated from a 96x96 crop around it (the marker's face box
+    x 2.4, kept inside the photo: from about x 52) and pasted back; the columns left of the crop are the photo's own,
+    within codec error."""
+    photo = np.asarray(Image.open(ROOT / "test_samples" / "portrait.png").convert("RGB").resize((160, 96))).copy()
+    draw_marker(photo, 100, 40)
+    Image.fromarray(photo).save(setup["folder"] / "wide.png")
+    output, result = generate({**setup, "image": setup["folder"] / "wide.png"}, "wide", "--paste_back", "--retarget_strategy", "fix_face")
+    video = inspect_mp4(output)
+    assert video["size"] == (160, 96) and "160x96" in result.stdout
+    write_video(setup["folder"] / "still.mp4", np.stack([photo] * 4), 30)  # the photo alone through the same codec
+    codec_error = np.abs(inspect_mp4(setup["folder"] / "still.mp4")["frames"][:, :, :48].astype(int) - photo[None, :, :48]).mean()
+    away = video["frames"][:, :, :48].astype(int)  # left of the crop
+    assert np.abs(away - photo[None, :, :48]).mean() < codec_error + 0.5
+    inside = video["frames"][:, 20:76, 80:136].astype(int)  # the generated face
+    assert np.abs(inside - photo[None, 20:76, 80:136]).mean() > 10.0
+
+
 def test_faq_three_argument_command_falls_back_to_fix_face(setup):
     output = setup["folder"] / "faq.mp4"
     result = run_cli(

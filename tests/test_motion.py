@@ -380,24 +380,37 @@ if __name__ == "__main__":
 
 
 def test_hand_placed_keypoints_are_read_scaled_and_replace_the_detector(tmp_path):
-    from app.generation import plan_video_keypoints
+    from PIL import Image
+
+    from app.generation import plan_video_keypoints, prepare_portrait
     from app.requests import GenerationRequest
 
-    # The portrait's pixels (a 200x100 portrait) -> the video's (64x64): x by 64/200, y by 64/100.
-    expected = np.array([[50, 40], [150, 40], [100, 70]], np.float32) * [64 / 200, 64 / 100]
-    assert np.allclose(hand_placed_kps("50,40, 150,40, 100,70", (200, 100), 64, 64), expected)
+    placed = np.array([[50, 40], [150, 40], [100, 70]], np.float32)  # in a 200x100 portrait's pixels
+    assert np.array_equal(hand_placed_kps("50,40, 150,40, 100,70", (200, 100)), placed)
     (tmp_path / "list.json").write_text("[[50, 40], [150, 40], [100, 70]]")
     (tmp_path / "named.json").write_text('{"left_eye": [50, 40], "right_eye": [150, 40], "nose": [100, 70]}')
     for file in ("list.json", "named.json"):
-        assert np.allclose(hand_placed_kps(str(tmp_path / file), (200, 100), 64, 64), expected)
+        assert np.array_equal(hand_placed_kps(str(tmp_path / file), (200, 100)), placed)
     for value, message in (("1,2,3", "not three points"), ("50,40,150,40,100,170", "a point lies outside the 200x100 portrait"),
                            (str(tmp_path / "missing.json"), "keypoint file not found"), ("a,b,c,d,e,f", "not three points")):
         with pytest.raises(KpsError, match=message):
-            hand_placed_kps(value, (200, 100), 64, 64)
+            hand_placed_kps(value, (200, 100))
 
     def no_detector():
         raise AssertionError("the detector was asked although the keypoints were placed by hand")
 
-    request = GenerationRequest(retarget_strategy="fix_face", image_width=64, image_height=64)
-    kps, strategy = plan_video_keypoints(request, None, None, 5, 25.0, no_detector, print, hand_kps=expected)
-    assert strategy == "fix_face" and np.allclose(kps.numpy(), np.broadcast_to(expected, (5, 3, 2)))
+    Image.new("RGB", (200, 100)).save(tmp_path / "portrait.png")
+    request = GenerationRequest(reference_image_path=str(tmp_path / "portrait.png"), retarget_strategy="fix_face", image_width=64, image_height=64)
+    portrait, hand_kps, paste = prepare_portrait(request, placed, no_detector)
+    assert paste is None and portrait.size == (200, 100)
+    assert np.allclose(hand_kps, placed * [64 / 200, 64 / 100])  # the portrait is resized to the video's 64x64
+    kps, strategy = plan_video_keypoints(request, portrait, None, None, 5, 25.0, no_detector, print, hand_kps)
+    assert strategy == "fix_face" and np.allclose(kps.numpy(), np.broadcast_to(hand_kps, (5, 3, 2)))
+
+    # With --paste_back: a square crop around the placed face, the points in the crop's frame.
+    portrait, hand_kps, paste = prepare_portrait(request.replace(paste_back=True), placed, no_detector)
+    assert portrait.size == (paste.side, paste.side) == (100, 100) and (paste.x, paste.y) == (50, 0)  # kept inside the photo
+    assert np.allclose(hand_kps, (placed - [50, 0]) * 64 / 100)
+    from media.paste_back import canvas_size
+
+    assert canvas_size(1920, 1080, 1280) == (1280, 720) and canvas_size(1281, 721, None) == (1280, 720)  # fitted, then even

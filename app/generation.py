@@ -35,6 +35,7 @@ from app.requests import GenerationRequest, InputError
 from app.resume import StateWriter, fingerprint, load_state, state_path
 from media.face import chosen_face, portrait_check_tasks
 from media.paste_back import PasteBack, canvas_size, detection_size, face_box_from_kps
+from media.provenance import check_credentials, mark
 from media.video import BYTES_PER_OUTPUT_PIXEL, count_frames, write_video
 
 DRIVING_STRATEGIES = ("no_retarget", "offset_retarget", "naive_retarget", "similarity_retarget")  # need driving keypoints
@@ -63,6 +64,8 @@ def check_request(request: GenerationRequest) -> CheckedInputs:
     if Path(request.output_path).suffix.lower() != ".mp4":
         raise InputError(f"--output_path {request.output_path}: the output is an MP4 video; give a path ending in .mp4")
     portrait_size = check_image(Path(request.reference_image_path))
+    if not request.no_provenance:
+        check_credentials(request.c2pa_cert, request.c2pa_key)
     missing = request.weights.missing()
     if missing:
         raise InputError(f"{missing[0]}; download the weights with: python scripts/download_models.py")
@@ -422,7 +425,13 @@ class VideoGenerator:
             frames = pipeline.stream_frames(latents, 1 if request.save_gpu_memory else request.decode_batch_frames, flicker_filter=not request.no_median_filter)
             if paste is not None:
                 frames = paste.frames(frames)
-            write_video(output, frames, length / duration, request.audio_path, num_frames=length)
+
+            def marks(partial: Path) -> None:  # on the complete file, before it takes the output's name
+                clock = time.perf_counter()
+                mark(partial, request.c2pa_cert, request.c2pa_key)
+                timings["provenance marks"] = time.perf_counter() - clock
+
+            write_video(output, frames, length / duration, request.audio_path, num_frames=length, finish=None if request.no_provenance else marks)
             timings["decoding and writing"] = time.perf_counter() - clock
         except KeyboardInterrupt:
             handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the save short

@@ -61,6 +61,10 @@ class GenerationRequest:
                                "the video keeps the photo's size and aspect ratio", group=INPUTS, video=True)
     max_output_side: int | None = setting(None, "with --paste_back: the video's longer side at most this (default: the photo's)",
                                           group=INPUTS, video=True, range=(64, 8192))
+    no_provenance: bool = setting(False, "leave out the marks that say the video is AI-generated (IPTC's digital source type in its "
+                                  "XMP, and a signed C2PA manifest; docs/provenance.md)", group=INPUTS, video=False)
+    c2pa_cert: str | None = setting(None, "the C2PA signing certificate chain (PEM; default: one made once on this machine)", group=INPUTS, video=False)
+    c2pa_key: str | None = setting(None, "the private key of --c2pa_cert (PEM)", group=INPUTS, video=False)
     output_path: str | None = setting(None, "the MP4 to write", group=INPUTS, video=False, flags=("--output",), required=True)
 
     retarget_strategy: str = setting("no_retarget", "how driving keypoints map onto the portrait", group=GENERATION, video=True, choices=RETARGET_STRATEGIES)

@@ -4,7 +4,7 @@ import contextlib
 import itertools
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,11 +23,11 @@ class VideoError(VExpressError):
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, audio_path: str | Path | None = None,
-                num_frames: int | None = None) -> Path:
+                num_frames: int | None = None, finish: Callable[[Path], None] | None = None) -> Path:
     """Frames, each (H, W, 3) uint8 (an array (n, H, W, 3) or any iterable of `num_frames` of them, consumed one
     by one), -> H.264 MP4 (yuv420p) at `fps`, with the audio (AAC) padded with silence or cut to the video's
     duration: the file holds every frame. Written to a temporary file beside `path` and renamed, so `path` only
-    ever holds a complete video. Raises VideoError when ffmpeg fails, NoSpaceError when the disk is full."""
+    ever holds a complete video; `finish(temporary path)` runs on the complete file before the rename (the marks). Raises VideoError when ffmpeg fails, NoSpaceError when the disk is full."""
     if num_frames is None:
         num_frames = len(frames)
     frames = iter(frames)
@@ -68,6 +68,8 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, audi
                 raise NoSpaceError(path, max(num_frames * width * height * BYTES_PER_OUTPUT_PIXEL, written * num_frames / max(sent, 1)))
             detail = (messages.strip().splitlines() or [f"exit status {process.returncode}"])[0]
             raise VideoError(f"{path}: ffmpeg could not write the video ({detail[:200]})")
+        if finish is not None:
+            finish(partial)
     return Path(path)
 
 

@@ -8,6 +8,7 @@ The networks load once, at start; one video is generated at a time and other req
 are kept in --output_dir. Nothing leaves the machine: no analytics, no share link.
 """
 
+import inspect
 import os
 import socket
 import sys
@@ -37,9 +38,18 @@ def check_address(host: str, port: int) -> None:
         probe.bind(address)
 
 
+def named_signature(function, defaults: dict) -> inspect.Signature:
+    """`function`'s signature with its *values spelled out as `defaults` ({name: default}): what Gradio's API shows as
+    the parameters, each optional as on the page."""
+    keyword_only = [p for p in inspect.signature(function).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    named = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=value) for name, value in defaults.items()]
+    return inspect.Signature(named + keyword_only)
+
+
 def build_page(gr, app):
     """The page: inputs on the left, the keypoint preview, the video and the messages on the right."""
-    from app.requests import SETTING_RANGES
+    from app.requests import PRESETS, SETTING_RANGES
+    from motion.plan import HEAD_MOTIONS, KPS_FITS
     from motion.retarget import RETARGET_STRATEGIES
 
     defaults = app.defaults
@@ -57,7 +67,13 @@ def build_page(gr, app):
                 driving = gr.File(label="Driving video or keypoint file (optional)", elem_id="driving")
                 settings = {  # inference.py flag -> its widget
                     "reference_kps": hand_kps,
+                    "face_index": gr.Number(value=defaults.face_index, precision=0, minimum=0, label="Face (of a photo with several; 0: the largest)"),
                     "retarget_strategy": gr.Dropdown(list(RETARGET_STRATEGIES), value=defaults.retarget_strategy, label="Retarget strategy"),
+                    "kps_fit": gr.Dropdown(list(KPS_FITS), value=defaults.kps_fit, label="Driving sequence fit (when shorter than the speech)"),
+                    "head_motion": gr.Dropdown(list(HEAD_MOTIONS), value=defaults.head_motion, label="Head motion (natural: from the speech)"),
+                    "head_motion_strength": gr.Slider(*SETTING_RANGES["head_motion_strength"], value=defaults.head_motion_strength, step=0.1,
+                                                      label="Head motion strength"),
+                    "preset": gr.Dropdown(list(PRESETS), value=defaults.preset, label="Speed preset (docs/speed.md)"),
                     "reference_attention_weight": gr.Slider(*SETTING_RANGES["reference_attention_weight"], value=defaults.reference_attention_weight, step=0.05,
                                                             label="Identity strength (reference attention weight)"),
                     "audio_attention_weight": gr.Slider(*SETTING_RANGES["audio_attention_weight"], value=defaults.audio_attention_weight, step=0.05,
@@ -78,19 +94,27 @@ def build_page(gr, app):
                 video = gr.Video(label="Video", interactive=False, buttons=["download"], elem_id="video")
                 messages = gr.Textbox(label="Messages", lines=4, interactive=False, elem_id="messages")
 
-        inputs = {portrait, audio, driving, *settings.values()}  # a set: the functions get {widget: value}
+        # Named parameters for Gradio's API (and gradio_client): the inputs in this order, each called by its name.
+        inputs = [portrait, audio, driving, *settings.values()]
+        parameters = {"portrait": None, "audio": None, "driving": None, **{name: widget.value for name, widget in settings.items()}}
 
-        def page_values(values: dict) -> tuple:
-            return values[portrait], values[audio], values[driving], {name: values[widget] for name, widget in settings.items()}
+        def page_values(values: tuple) -> tuple:
+            return values[0], values[1], values[2], dict(zip(settings, values[3:]))
 
-        def generate(values, progress=gr.Progress()):
+        def generate(*values, progress=gr.Progress()):
             def show(done, total, what):
                 progress((done, total) if total else 0.0, desc=what)  # no total yet: an empty bar and what is going on
 
             return app.generate_with_progress(*page_values(values), show=show)
 
-        def show_preview(values):
+        def show_preview(*values):
             return app.preview(*page_values(values))
+
+        for function in (generate, show_preview):
+            function.__signature__ = named_signature(function, parameters)
+
+        def steps_of_preset(preset):
+            return gr.Slider(value=PRESETS[preset]["num_inference_steps"])
 
         def show_portrait(path):  # a new portrait: the points placed on the last one are gone
             return gr.Image(value=path, visible=bool(path)), ""
@@ -101,10 +125,11 @@ def build_page(gr, app):
             points = [numbers[i:i + 2] for i in range(0, len(numbers) - 1, 2)] if len(numbers) < 6 else []
             return ",".join(sum(points, []) + [str(round(event.index[0])), str(round(event.index[1]))])
 
-        portrait.change(show_portrait, portrait, [portrait_view, hand_kps])
-        portrait_view.select(place_point, hand_kps, hand_kps)
-        preview_button.click(show_preview, inputs, [preview, messages])
-        generate_button.click(generate, inputs, [video, messages], concurrency_limit=1)  # one video at a time; others queue
+        portrait.change(show_portrait, portrait, [portrait_view, hand_kps], api_name=False)
+        portrait_view.select(place_point, hand_kps, hand_kps, api_name=False)
+        settings["preset"].change(steps_of_preset, settings["preset"], settings["num_inference_steps"], api_name=False)
+        preview_button.click(show_preview, inputs, [preview, messages], api_name="preview")
+        generate_button.click(generate, inputs, [video, messages], concurrency_limit=1, api_name="generate")  # one video at a time; others queue
     return page
 
 

@@ -186,6 +186,20 @@ def test_clicks_on_the_portrait_place_the_keypoints_by_hand(open_page, files):
                            timeout=30000)  # a fourth click: a new triple begins
 
 
+def test_gradio_api_takes_named_parameters(server, files):
+    """gradio_client, as README shows it: the page's controls are the API's named parameters."""
+    from gradio_client import Client, handle_file
+
+    url, _ = server
+    client = Client(url, verbose=False)
+    parameters = [p["parameter_name"] for p in client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]["parameters"]]
+    assert parameters[:3] == ["portrait", "audio", "driving"] and {"num_inference_steps", "head_motion", "preset", "paste_back"} <= set(parameters)
+    video, text = client.predict(portrait=handle_file(str(files["image"])), audio=handle_file(str(files["audio"])), num_inference_steps=1,
+                                 retarget_strategy="fix_face", api_name="/generate")
+    assert inspect_mp4(Path(video["video"] if isinstance(video, dict) else video))["num_frames"] == FRAMES, text
+    assert "strategy fix_face" in text
+
+
 def test_a_text_file_as_portrait_shows_the_cli_message(open_page, files):
     page = open_page()
     upload(page, files["text"], files["audio"])

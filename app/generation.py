@@ -33,7 +33,7 @@ from motion.plan import plan_keypoints
 from pipelines.pipeline_v_express import published_noise_generator
 from app.requests import GenerationRequest, InputError
 from app.resume import StateWriter, fingerprint, load_state, state_path
-from media.face import chosen_face, portrait_check_tasks
+from media.face import FaceError, chosen_face, photo_advice, portrait_check_tasks
 from media.paste_back import PasteBack, canvas_size, detection_size, face_box_from_kps
 from media.provenance import check_credentials, mark
 from media.video import BYTES_PER_OUTPUT_PIXEL, count_frames, write_video
@@ -214,6 +214,19 @@ def prepare_portrait(request, hand_kps: np.ndarray | None, face_detector) -> tup
     return paste.crop(), None if hand_kps is None else paste.to_crop(hand_kps * to_canvas, width, height), paste
 
 
+def portrait_advice(request, portrait, face_detector) -> list[str]:
+    """The photo checks where no keypoints are taken from the portrait (no_retarget): advice only, so a portrait
+    without a face, or no detector at all, is one line or nothing, never a stop."""
+    try:
+        faces = face_detector().portrait_faces(portrait, request.image_width, request.image_height)
+    except FaceError:  # no detector installed: no_retarget does without one
+        return []
+    if not faces:
+        return [f"warning: {request.reference_image_path}: no face found; the driving keypoints are drawn as given"]
+    index = min(getattr(request, "face_index", 0), len(faces) - 1)
+    return photo_advice(request.reference_image_path, faces, index, (request.image_width, request.image_height))
+
+
 def plan_video_keypoints(request, portrait, driving_kps, waveform, num_frames: int, fps: float, face_detector, say,
                          hand_kps: np.ndarray | None = None) -> tuple[torch.Tensor, str]:
     """(the keypoints (num_frames, 3, 2) a request's video is drawn from, the strategy used), as `request` asks: a
@@ -227,6 +240,9 @@ def plan_video_keypoints(request, portrait, driving_kps, waveform, num_frames: i
     reference_kps = hand_kps if strategy != "no_retarget" else None
     if hand_kps is not None and reference_kps is None:
         say("note: --retarget_strategy no_retarget draws the driving keypoints as they are; --reference_kps is not used")
+    if strategy == "no_retarget" and hand_kps is None:
+        for line in portrait_advice(request, portrait, face_detector):
+            say(line)
     if strategy != "no_retarget" and reference_kps is None:
         reference_kps, advice = face_detector().reference_kps(portrait, request.reference_image_path, request.image_width,
                                                               request.image_height, getattr(request, "face_index", 0))

@@ -61,10 +61,14 @@ class FaceDetector:
     def reference_kps(self, portrait, image_path, width: int, height: int, face_index: int = 0) -> tuple[np.ndarray, list[str]]:
         """Left eye, right eye, nose (3, 2) float32 of the `face_index`-th largest face in `portrait` (a PIL image
         of `image_path`, or its crop) resized to width x height, and the photo checks' advice on it (`photo_advice`)."""
-        # Resized as the published code resizes the portrait for its keypoints: OpenCV's bilinear, in BGR.
-        faces = self.faces(cv2.resize(cv2.cvtColor(np.asarray(portrait.convert("RGB")), cv2.COLOR_RGB2BGR), (width, height)))
+        faces = self.portrait_faces(portrait, width, height)
         face = chosen_face(faces, face_index, image_path)
         return face.kps[:3].astype(np.float32), photo_advice(image_path, faces, face_index, (width, height))
+
+    def portrait_faces(self, portrait, width: int, height: int) -> list:
+        """The faces of `portrait` (PIL) resized as the published code resizes it for its keypoints (OpenCV's
+        bilinear, in BGR), largest first."""
+        return self.faces(cv2.resize(cv2.cvtColor(np.asarray(portrait.convert("RGB")), cv2.COLOR_RGB2BGR), (width, height)))
 
 
 def chosen_face(faces: list, face_index: int, image_path):

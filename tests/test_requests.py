@@ -53,8 +53,10 @@ def test_a_preset_fills_only_what_was_not_given_and_fills_again_when_it_changes(
 def test_the_resume_fingerprint_holds_the_settings_that_change_the_video():
     request = GenerationRequest()
     left_out = set(SETTINGS) - set(request.video_settings())
-    # Where the video is written, how it is filtered on the way out, and which device and memory plan compute it.
-    assert left_out == {"output_path", "no_median_filter", "save_gpu_memory", "resume_interval", "device", "gpu_id", "decode_batch_frames"}
+    # Where the video is written, how it is filtered and marked on the way out, and which device and memory plan
+    # compute it.
+    assert left_out == {"output_path", "no_median_filter", "save_gpu_memory", "resume_interval", "device", "gpu_id", "decode_batch_frames",
+                        "no_provenance", "c2pa_cert", "c2pa_key"}
     assert request.replace(device="cpu").video_settings() == request.video_settings()
     assert request.replace(seed=1).video_settings() != request.video_settings()
 

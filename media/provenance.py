@@ -97,7 +97,8 @@ def local_credentials(folder: Path = CREDENTIALS_DIR) -> tuple[Path, Path]:
 
 def check_credentials(chain: str | Path | None, key: str | Path | None) -> None:
     """Before generating: c2pa-python is installed, and a given certificate chain and key are both there, read, and
-    belong together (ProvenanceError naming the file otherwise)."""
+    belong together; without them, this machine's are made now if they are not yet (ProvenanceError naming the
+    file otherwise)."""
     try:
         import c2pa  # noqa: F401
         from cryptography import x509
@@ -107,6 +108,11 @@ def check_credentials(chain: str | Path | None, key: str | Path | None) -> None:
     if (chain is None) != (key is None):
         raise ProvenanceError("give --c2pa_cert and --c2pa_key together (the certificate chain and its private key, PEM)")
     if chain is None:
+        try:
+            local_credentials()
+        except OSError as error:
+            raise ProvenanceError(f"{CREDENTIALS_DIR}: cannot keep this machine's C2PA certificate there ({error.strerror or error}); "
+                                  "set XDG_CONFIG_HOME to a writable folder, give --c2pa_cert and --c2pa_key, or --no_provenance") from None
         return
     try:
         certificate = x509.load_pem_x509_certificate(Path(chain).read_bytes())

@@ -186,6 +186,32 @@ def test_clicks_on_the_portrait_place_the_keypoints_by_hand(open_page, files):
                            timeout=30000)  # a fourth click: a new triple begins
 
 
+def choose(page, label: str, option: str):
+    """Pick `option` in the page's dropdown labelled `label`."""
+    page.get_by_label(label).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_the_new_controls_reach_the_video(open_page, files):
+    """A preset sets the steps; head motion, the driving fit and paste-back go with the request: a 96x64 photo gives a
+    96x64 video with paste-back on."""
+    photo = np.full((64, 96, 3), 150, np.uint8)
+    photo[24:40, 52:68] = (0, 255, 0)  # the marker face (as helpers.marker_detector draws it), right of centre
+    Image.fromarray(photo).save(files["folder"] / "wide.png")
+    page = open_page()
+    upload(page, files["folder"] / "wide.png", files["audio"])
+    choose(page, "Speed preset (docs/speed.md)", "fast")
+    page.wait_for_function("() => [...document.querySelectorAll('input[type=number]')].some(box => box.value === '8')", timeout=30000)
+    set_steps(page, 1)
+    choose(page, "Head motion (natural: from the speech)", "natural")
+    choose(page, "Retarget strategy", "fix_face")
+    page.get_by_label("Keep the whole picture (generate the face, paste it back)").check()
+    page.click("#generate_button")
+    source = wait_for_video(page)
+    assert inspect_mp4(fetch(source, files["folder"] / "wide_from_page.mp4"))["size"] == (96, 64), messages(page)
+    assert "96x64" in messages(page) and "strategy fix_face" in messages(page)
+
+
 def test_gradio_api_takes_named_parameters(server, files):
     """gradio_client, as README shows it: the page's controls are the API's named parameters."""
     from gradio_client import Client, handle_file

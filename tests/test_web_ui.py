@@ -193,10 +193,10 @@ def choose(page, label: str, option: str):
 
 
 def test_the_new_controls_reach_the_video(open_page, files):
-    """A preset sets the steps; head motion, the driving fit and paste-back go with the request: a 96x64 photo gives a
-    96x64 video with paste-back on."""
+    """A preset sets the steps; head motion, the strategy and paste-back go with the request: a 96x64 photo gives a
+    96x64 video with paste-back on; the photo checks' advice (two faces) shows in the messages."""
     photo = np.full((64, 96, 3), 150, np.uint8)
-    photo[24:40, 52:68] = (0, 255, 0)  # the marker face (as helpers.marker_detector draws it), right of centre
+    photo[24:40, 52:68] = photo[24:40, 4:20] = (0, 255, 0)  # two marker faces (as helpers.marker_detector draws them)
     Image.fromarray(photo).save(files["folder"] / "wide.png")
     page = open_page()
     upload(page, files["folder"] / "wide.png", files["audio"])
@@ -210,6 +210,7 @@ def test_the_new_controls_reach_the_video(open_page, files):
     source = wait_for_video(page)
     assert inspect_mp4(fetch(source, files["folder"] / "wide_from_page.mp4"))["size"] == (96, 64), messages(page)
     assert "96x64" in messages(page) and "strategy fix_face" in messages(page)
+    assert "note: 2 faces in" in messages(page) and "--face_index N picks another" in messages(page)  # a photo check, on the page
 
 
 def test_gradio_api_takes_named_parameters(server, files):

@@ -346,8 +346,9 @@ class VideoGenerator:
             if self.request.test_stage == "stage_1":
                 self._pipeline.denoising_unet.zero_audio_and_motion_outputs()  # the network as stage 1 trained it
             if self.request.compile:
+                # The UNet only: the decoder's last batch is a new shape and recompiles, which cost more than it saved
+                # (H200, docs/benchmarks/gpu-h200-2026-12-04-lease3.json).
                 self._pipeline.denoising_unet = torch.compile(self._pipeline.denoising_unet, dynamic=False)
-                self._pipeline.vae.decoder = torch.compile(self._pipeline.vae.decoder, dynamic=False)
             self._pipeline.set_progress_bar_config(disable=not self.is_main, leave=False)
         return self._pipeline
 

@@ -96,7 +96,7 @@ class GenerationRequest:
         group=SPEED, video=True, metavar=("START", "END"))
     cache_interval: int | None = setting(None, f"DeepCache: full UNet every N steps, its shallow branch in between (default 1: off; {CHANGES_NUMBERS})", group=SPEED, video=True, range=(1, 1000))
     context_batch_size: int = setting(1, "context windows per UNet call (same video)", group=SPEED, video=True, range=(1, 64))
-    compile: bool = setting(False, "torch.compile the denoising UNet and the VAE decoder (same video; the first window pays a warm-up)", group=SPEED, video=True)
+    compile: bool = setting(False, "torch.compile the denoising UNet (same video; the first window pays a warm-up)", group=SPEED, video=True)
     decode_batch_frames: int | None = setting(None, "frames per VAE decode (default: what fits in memory)", group=SPEED, video=False, range=(1, 4096))
 
     device: str = setting("auto", "auto (CUDA, else MPS, else CPU), cuda, mps or cpu", group=RUNTIME, video=False, choices=("auto", "cuda", "mps", "cpu"))

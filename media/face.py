@@ -31,7 +31,10 @@ class FaceDetector:
         folder = Path(model_root) / "models" / "buffalo_l"
         if not any(folder.glob("*.onnx")):
             raise FaceError(f"{folder}: no insightface detector (.onnx) found; {DOWNLOAD_HINT}")
-        from insightface.app import FaceAnalysis  # imported here: only strategies that need a face pay for it
+        try:
+            from insightface.app import FaceAnalysis  # imported here: only strategies that need a face pay for it
+        except ImportError:
+            raise FaceError("insightface is not installed: pip install -r requirements.txt (it finds the portrait's face)") from None
 
         on_gpu = device.startswith("cuda")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if on_gpu else ["CPUExecutionProvider"]

@@ -52,3 +52,21 @@ def test_the_cli_advises_and_goes_on_and_face_index_picks_a_face(tmp_path):
     assert f"warning: {two_faces}: the face is cut by the photo's edge" in result.stderr
     refused = run_cli("inference.py", *flags, "--face_index", 2, "--output_path", tmp_path / "third.mp4")
     assert refused.returncode == 2 and f"error: --face_index 2: {two_faces} has 2 face(s)" in refused.stderr
+
+
+def test_without_insightface_the_detector_is_a_face_error_and_no_retarget_goes_on(tmp_path, monkeypatch):
+    """A machine without insightface (the GPU check machine has none) gets one line, not a ModuleNotFoundError; the
+    no_retarget photo checks are advice, so they are skipped there."""
+    from types import SimpleNamespace
+
+    from app.generation import portrait_advice
+    from media.face import FaceDetector, FaceError
+
+    models = tmp_path / "models" / "buffalo_l"
+    models.mkdir(parents=True)
+    (models / "det_10g.onnx").write_bytes(b"never opened")
+    monkeypatch.setitem(__import__("sys").modules, "insightface.app", None)  # what an absent package looks like to import
+    with pytest.raises(FaceError, match="insightface is not installed: pip install -r requirements.txt"):
+        FaceDetector(tmp_path)
+    request = SimpleNamespace(reference_image_path="photo.png", image_width=SIZE, image_height=SIZE, face_index=0)
+    assert portrait_advice(request, Image.new("RGB", (SIZE, SIZE)), lambda: FaceDetector(tmp_path)) == []

@@ -359,12 +359,11 @@ def run_generation(pipeline, args, seconds: float, steps: int, save_gpu_memory: 
 
 
 def compile_like_inference(pipeline, args) -> float:
-    """Compile the UNet and the VAE decoder as `inference.py --compile` does, and warm them up on one window (one step,
+    """Compile the UNet as `inference.py --compile` does, and warm them up on one window (one step,
     decoded). Returns the warm-up's seconds."""
     import torch
 
     pipeline.denoising_unet = torch.compile(pipeline.denoising_unet, dynamic=False)
-    pipeline.vae.decoder = torch.compile(pipeline.vae.decoder, dynamic=False)
     started = time.perf_counter()
     with torch.no_grad():
         inputs = sample_inputs(args.width, args.height, args.context_frames)

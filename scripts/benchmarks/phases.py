@@ -25,7 +25,6 @@ def run(args) -> dict:
     build_seconds = time.perf_counter() - started
     if args.compile:
         pipeline.denoising_unet = torch.compile(pipeline.denoising_unet, dynamic=False)
-        pipeline.vae.decoder = torch.compile(pipeline.vae.decoder, dynamic=False)
     pipeline.scheduler = make_scheduler(args.scheduler)
     reference, kps, waveform = sample_inputs(args.width, args.height, args.frames)
     runs = []

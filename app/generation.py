@@ -362,10 +362,12 @@ class VideoGenerator:
                                                       gpu_id=request.gpu_id, tasks=portrait_check_tasks(request.weights.insightface_model_path))
         return self._face_detectors[size]
 
-    def generate(self, request, inputs: CheckedInputs | None = None) -> GenerationReport | None:
+    def generate(self, request, inputs: CheckedInputs | None = None, progress=None) -> GenerationReport | None:
         """One video as `request` asks (inference.py's flags). Returns the report on the main process, None on others.
         The main process holds the output's lock from start to end (InputError when another run holds it). A run
-        stopped while denoising or writing, by Ctrl-C (Interrupted) or an error, first saves where it got to."""
+        stopped while denoising or writing, by Ctrl-C (Interrupted) or an error, first saves where it got to.
+        progress(phase, step, total): called as each phase starts and after each denoising step (step and total
+        None outside denoising); an exception it raises stops the run as an error would."""
         started = time.perf_counter()
         changed = [name for name, value in self.loaded_with.items() if getattr(request, name) != value]
         if changed == ["weights"]:  # name the weight path's own flag
@@ -374,15 +376,16 @@ class VideoGenerator:
             raise InputError(f"--{changed[0]} differs from the value the networks were loaded with; it cannot change per video")
         inputs = inputs or check_request(request)
         if not self.is_main:  # the other processes of a --do_multi_devices_inference run work for the main one, which writes
-            return self._generate(request, inputs, started)
+            return self._generate(request, inputs, started, progress)
         output = Path(request.output_path)
         with output_lock(output):
             for leftover in (*leftover_partials(output), *leftover_partials(state_path(output))):
                 leftover.unlink(missing_ok=True)  # of a run killed while writing: with the lock held, no other run writes these
-            return self._generate(request, inputs, started)
+            return self._generate(request, inputs, started, progress)
 
-    def _generate(self, request, inputs: CheckedInputs, started: float) -> GenerationReport | None:
+    def _generate(self, request, inputs: CheckedInputs, started: float, progress=None) -> GenerationReport | None:
         say = self.report if self.is_main else (lambda message: None)
+        progress = progress if self.is_main and progress else (lambda phase, step, total: None)
         for note in inputs.notes:
             say(note)
         width, height, output = request.image_width, request.image_height, Path(request.output_path)
@@ -391,6 +394,7 @@ class VideoGenerator:
         # 1. The keypoints: the portrait's and the driver's, fitted, retargeted and animated.
         timings = {}
         clock = time.perf_counter()
+        progress("face keypoints", None, None)
         detector = lambda size=None: self.face_detector(request, size)  # noqa: E731  (loaded only when a face is to be found)
         portrait, hand_kps, paste = prepare_portrait(request, inputs.hand_kps, detector)
         kps_sequence, strategy = plan_video_keypoints(request, portrait, inputs.driving_kps, inputs.waveform, length, length / duration,
@@ -409,12 +413,18 @@ class VideoGenerator:
         if resume_from is not None:
             say(f"resuming from {resume.path}: denoising step {resume_from.step} of {request.num_inference_steps} done")
 
+        def on_step_end(pipeline, step, timestep, callback_kwargs):  # saved first: a stop asked here keeps this step
+            callback_kwargs = resume(pipeline, step, timestep, callback_kwargs)
+            progress("denoising", step, request.num_inference_steps)
+            return callback_kwargs
+
         # 3 and 4: a run stopped on the way (Ctrl-C, the disk full) first saves the last step it can go on from.
         try:
             # 3. Denoise to latents.
             clock = time.perf_counter()
             pipeline = self.pipeline
             timings["loading"] = time.perf_counter() - clock
+            progress("denoising", resume_from.step if resume_from else 0, request.num_inference_steps)
             pipeline.to(self.device)  # a previous request with --save_gpu_memory may have offloaded networks
             pipeline.scheduler = make_scheduler(request.scheduler)
             if self.device.type == "cuda":
@@ -430,7 +440,7 @@ class VideoGenerator:
                 do_multi_devices_inference=request.do_multi_devices_inference, save_gpu_memory=request.save_gpu_memory,
                 guidance_interval=tuple(request.guidance_interval), cache_interval=request.cache_interval,
                 context_batch_size=request.context_batch_size, resume_from=resume_from,
-                callback_on_step_end=resume if self.is_main else None, return_output=True,
+                callback_on_step_end=on_step_end if self.is_main else None, return_output=True,
             )
             latents = denoised.frames
             timings.update(denoised.timings, unet_calls=denoised.unet_calls)
@@ -439,6 +449,7 @@ class VideoGenerator:
 
             # 4. Decode, filter and encode, a batch of frames at a time.
             clock = time.perf_counter()
+            progress("decoding and writing", None, None)
             frames = pipeline.stream_frames(latents, 1 if request.save_gpu_memory else request.decode_batch_frames, flicker_filter=not request.no_median_filter)
             if paste is not None:
                 frames = paste.frames(frames)

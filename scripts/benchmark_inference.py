@@ -10,6 +10,7 @@ not the weights, sets the cost; nothing is downloaded.
     python scripts/benchmark_inference.py --report modes --size full --width 128 --height 128
     python scripts/benchmark_inference.py --report upsampling --case full_cpu  # regrouped up-samplers against diffusers'
     python scripts/benchmark_inference.py --report scoring --seconds 10 --repeats 1   # scripts/evaluate.py on a 10 s 512x512 video
+    python scripts/benchmark_inference.py --report server --jobs 8 --workers_counts 1 2   # the job server's overhead, jobs per hour
 
 Reports:
 - phases: one generation in this process (the streamed path inference.py takes): seconds per phase and per UNet
@@ -36,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.benchmarks.common import inference_defaults  # noqa: E402
 
-REPORTS = ["phases", "cli", "memory", "filter", "audio", "modes", "upsampling", "scoring"]  # scripts/benchmarks/<report>.py
+REPORTS = ["phases", "cli", "memory", "filter", "audio", "modes", "upsampling", "scoring", "server"]  # scripts/benchmarks/<report>.py
 CASES = {  # issue 12's "full-size CPU case"
     "full_cpu": dict(size="full", width=128, height=128, frames=28, context_frames=12, context_overlap=4, steps=2,
                      guidance_scale=3.5, device="cpu", dtype="fp32"),
@@ -69,6 +70,8 @@ def main(argv=None) -> int:
     parser.add_argument("--compare_with", default=None, help="another checkout of this project (cli: measured too; memory: measured instead)")
     parser.add_argument("--ckpts_dir", default=None, help="cli: keep the random checkpoint files here and reuse them")
     parser.add_argument("--extra_flags", nargs=argparse.REMAINDER, default=[], help="cli: more inference.py flags for this checkout's runs")
+    parser.add_argument("--jobs", type=int, default=8, help="server: jobs per measurement")
+    parser.add_argument("--workers_counts", type=int, nargs="+", default=[1, 2], help="server: worker processes to measure throughput with")
     parser.add_argument("--out", default=None, help="also write the JSON here")
     case, _ = parser.parse_known_args(argv)
     parser.set_defaults(**CASES.get(case.case, {}))  # a case's settings, under the flags given with it

@@ -76,6 +76,12 @@ class JobWorker:
         for job_id in self.store.orphans(self.stale_seconds):
             self.say(f"job {job_id}: its worker stopped; queued again (it goes on from its last saved step)")
             self.enqueue(job_id)
+        # A job recorded but never handed to Huey (the API stopped between the two): queued now. One queued twice
+        # still runs once, since taking it is one atomic update.
+        waiting = {task.args[0] for task in self.queue.pending() if task.args}
+        for job_id in self.store.queued_before(self.stale_seconds):
+            if job_id not in waiting:
+                self.enqueue(job_id)
         self.store.expire(self.keep_seconds)
 
     def run_job(self, job_id: str) -> None:

@@ -227,6 +227,10 @@ class JobStore:
                 requeued.append(job_id)
         return requeued
 
+    def queued_before(self, seconds_ago: float) -> list[str]:
+        rows, _ = self.db.execute("select id from vx_jobs where status = 'queued' and created < ?", (time.time() - seconds_ago,))
+        return [job_id for (job_id,) in rows]
+
     def expire(self, keep_seconds: float) -> list[str]:
         """Remove finished jobs (rows and files) older than `keep_seconds`."""
         rows, _ = self.db.execute("select id from vx_jobs where status in ('done', 'failed', 'cancelled') and finished < ?",

@@ -49,7 +49,11 @@ def worker_command(argv: list[str], index: int) -> tuple[list[str], dict]:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args, defaults = split_command_line(build_parser(), argv, per_video_flags=False)
+    parser = build_parser()
+    args, defaults = split_command_line(parser, argv, per_video_flags=False)
+    for name in ("workers", "max_upload_mb", "keep_hours", "stale_seconds"):
+        if getattr(args, name) < (0 if name == "workers" else 1e-9):
+            parser.error(f"--{name} {getattr(args, name):g}: give a {'number of at least 0' if name == 'workers' else 'positive number'}")
     try:
         import uvicorn
 

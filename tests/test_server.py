@@ -2,6 +2,7 @@
 tiny networks in the published layout, SQLite by default and a real PostgreSQL cluster for several machines."""
 
 import json
+import shutil
 import time
 
 import httpx
@@ -10,6 +11,8 @@ import pytest
 
 from helpers.cli import SIZE, inspect_mp4, make_inputs, make_model_ckpts, run_cli, weight_flags
 from helpers.server import JobServer, postgres_binaries, throwaway_postgres
+
+from app.jobs import JobStore
 
 SETTINGS = {"image_width": SIZE, "image_height": SIZE, "resume_interval": 0}  # a state saved after every step
 
@@ -132,12 +135,21 @@ def test_a_server_killed_mid_job_finishes_it_after_a_restart_with_the_identical_
 
 
 def test_two_workers_share_the_queue_never_run_a_job_twice_cancel_and_expire(setup):
-    server = start(setup, "two", "--data_dir", setup["folder"] / "data_two", "--keep_hours", 0.002, workers=2)  # 7.2 s
+    data = setup["folder"] / "data_two"
+    server = start(setup, "two", "--data_dir", data, "--keep_hours", 0.002, "--stale_seconds", 1, workers=2)  # kept 7.2 s
     try:
         ids = [submit(server, setup, 3) for _ in range(4)]
         records = [wait_for(server, job_id, lambda record: record["status"] == "done")[0] for job_id in ids]
         assert [record["runs"] for record in records] == [1, 1, 1, 1]
         assert len({record["worker"] for record in records}) == 2, records
+
+        # A job the API recorded but stopped before handing to the queue: a worker queues it.
+        store, folder = JobStore(f"sqlite:///{data / 'jobs.db'}", data), data / "jobs" / ids[0]
+        stranded = store.new_id()
+        shutil.copytree(folder, store.folder(stranded), ignore=shutil.ignore_patterns("video.mp4"))
+        store.add(stranded, store.get(ids[0])["settings"], store.get(ids[0])["files"])
+        assert wait_for(server, stranded, lambda record: record["status"] == "done")[0]["runs"] == 1
+        ids.append(stranded)
 
         long = submit(server, setup, 500)
         wait_for(server, long, lambda record: record["phase"] == "denoising" and (record["step"] or 0) >= 1)

@@ -109,12 +109,14 @@ class JobWorker:
                            timings={k: round(v, 3) if isinstance(v, float) else v for k, v in report.timings.items()},
                            resumed_at_step=report.resumed_at_step)
             self.store.finish(job_id, "done", summary=summary)
+            self.say(f"job {job_id}: done, {report.frames_written} frames in {summary['seconds']:.1f} s")
         except JobCancelled:
             self.store.finish(job_id, "cancelled")
             (self.store.folder(job_id) / VIDEO_NAME).unlink(missing_ok=True)
-        except VExpressError as error:
-            self.store.finish(job_id, "failed", error=first_line(error))
+            self.say(f"job {job_id}: cancelled")
         except Exception as error:  # a job's failure is its own: the worker takes the next
-            self.store.finish(job_id, "failed", error=f"{type(error).__name__}: {first_line(error)}")
+            message = first_line(error) if isinstance(error, VExpressError) else f"{type(error).__name__}: {first_line(error)}"
+            self.store.finish(job_id, "failed", error=message)
+            self.say(f"job {job_id}: failed: {message}")
         finally:
             self.running.discard(job_id)

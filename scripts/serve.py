@@ -41,7 +41,7 @@ def build_parser():
 
 
 def worker_command(argv: list[str], index: int) -> tuple[list[str], dict]:
-    environment = dict(os.environ)
+    environment = dict(os.environ, TQDM_DISABLE="1")  # a line per job in the server's log, not progress bars
     if index is not None and "CUDA_VISIBLE_DEVICES" not in os.environ:
         environment["CUDA_VISIBLE_DEVICES"] = str(index)  # one GPU per worker (ignored where there is none)
     return [sys.executable, str(Path(__file__).resolve()), *argv, "--worker"], environment

@@ -177,6 +177,11 @@ def test_several_machines_on_postgresql_take_up_a_dead_machines_job(setup):
         try:
             for machine in machines:
                 machine.wait(workers=2)
+            ids = [submit(machines[i % 2], setup, 3) for i in range(4)]  # through both machines' APIs
+            records = [wait_for(machines[0], job_id, lambda record: record["status"] == "done")[0] for job_id in ids]
+            assert [record["runs"] for record in records] == [1, 1, 1, 1]
+            assert len({record["worker"] for record in records}) == 2, records  # both machines' workers took jobs
+
             job_id = submit(machines[0], setup, 30)
             running, _ = wait_for(machines[0], job_id, lambda record: record["phase"] == "denoising" and (record["step"] or 0) >= 2)
             worker_pid = int(running["worker"].rsplit(":", 1)[1])

@@ -132,6 +132,12 @@ def wait_for_video(page, timeout_s=120) -> str:
     pytest.fail(f"no video after {timeout_s} s; messages: {messages(page)!r}")
 
 
+def loading_seconds(summary: str) -> float:
+    """The summary's "loading" phase: 0.00 when the networks were already loaded (a GIL switch on a busy machine can
+    make it 0.01)."""
+    return float(re.search(r"loading (\d+\.\d+)", summary).group(1))
+
+
 def test_generate_in_the_browser(open_page, files):
     """Upload the samples, preview the keypoints, set the steps, generate: progress shows, then the video plays
     in the page with every frame the speech asks for, and the download link gives the same file."""
@@ -157,7 +163,7 @@ def test_generate_in_the_browser(open_page, files):
     text = messages(page)
     assert f"{FRAMES} frames (counted in the file)" in text and "strategy no_retarget" in text
     assert f"; {STEPS * 2} UNet calls" in text  # the page's steps reached the generation
-    assert "loading 0.00" in text  # the networks were loaded at start and kept
+    assert loading_seconds(text) < 0.1  # the networks were loaded at start and kept
     download = page.locator("#video a[download]")
     assert download.get_attribute("download").endswith(".mp4")
     assert fetch(download.get_attribute("href"), files["folder"] / "downloaded.mp4").read_bytes() == (files["folder"] / "from_page.mp4").read_bytes()
@@ -248,7 +254,7 @@ def test_two_visitors_queue_for_one_generation_at_a_time(open_page, files):
     sources = {wait_for_video(first), wait_for_video(second)}
     assert len(sources) == 2  # two videos, neither overwrote the other
     for page in (first, second):
-        assert "loading 0.00" in messages(page) and "strategy fix_face" in messages(page)
+        assert loading_seconds(messages(page)) < 0.1 and "strategy fix_face" in messages(page)
 
 
 def test_page_values_become_an_inference_request(files):

@@ -24,7 +24,8 @@ from PIL import Image
 from modules.checkpoints import DTYPES, leftover_partials
 from modules.errors import VExpressError, first_line
 
-from media.audio import load_audio
+from media.audio import load_audio, resample
+from media.voice_activity import VAD_RATE, VoiceActivity, describe_rest, rest_weights
 from pipelines.speech import SAMPLING_RATE, receptive_field
 from pipelines.context import num_frames_for_audio, video_length
 from motion.keypoints import KpsImages, hand_placed_kps, load_kps_sequence
@@ -53,6 +54,7 @@ class CheckedInputs:
     duration: float = 0.0  # seconds of audio
     length: int = 0  # frames the video will have
     notes: list[str] = field(default_factory=list)
+    mouth_weights: np.ndarray | None = None  # (length,) the audio's pull on the mouth per frame (--mouth_in_silence rest)
 
 
 def check_request(request: GenerationRequest) -> CheckedInputs:
@@ -104,11 +106,22 @@ def check_request(request: GenerationRequest) -> CheckedInputs:
         raise InputError(f"{request.reference_video}: reference video not found")
     inputs.duration = len(waveform) / audio_rate
     inputs.length = video_length(num_frames_for_audio(inputs.duration, request.fps), request.context_frames, request.context_overlap)
+    if request.mouth_in_silence == "rest":
+        inputs.mouth_weights = mouth_rest_weights(request, inputs)
     frame_size = canvas_size(*portrait_size, request.max_output_side) if request.paste_back else (request.image_width, request.image_height)
     pixels = inputs.length * frame_size[0] * frame_size[1]
     latent_bytes = inputs.length * request.image_width * request.image_height // 64 * 4 * 4  # the resume state: float32 latents
     check_output_location(Path(request.output_path), int(pixels * BYTES_PER_OUTPUT_PIXEL) + latent_bytes + Path(request.audio_path).stat().st_size)
     return inputs
+
+
+def mouth_rest_weights(request, inputs: CheckedInputs) -> np.ndarray:
+    """--mouth_in_silence rest: 0 in the silences silero-vad finds, 1 in speech (media/voice_activity.py)."""
+    waveform = inputs.waveform if request.standard_audio_sampling_rate == VAD_RATE else resample(inputs.waveform[None], request.standard_audio_sampling_rate, VAD_RATE)[0]
+    fps = inputs.length / inputs.duration
+    weights = rest_weights(VoiceActivity().segments(waveform.numpy()), inputs.length, fps)
+    inputs.notes.append(describe_rest(weights, fps))
+    return weights
 
 
 def check_image(path: Path) -> tuple[int, int]:
@@ -427,6 +440,9 @@ class VideoGenerator:
             progress("denoising", resume_from.step if resume_from else 0, request.num_inference_steps)
             pipeline.to(self.device)  # a previous request with --save_gpu_memory may have offloaded networks
             pipeline.scheduler = make_scheduler(request.scheduler)
+            audio_weight = request.audio_attention_weight * request.expression_strength
+            if inputs.mouth_weights is not None:
+                audio_weight = audio_weight * torch.from_numpy(inputs.mouth_weights)
             if self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.device)
             denoised = pipeline(
@@ -436,7 +452,7 @@ class VideoGenerator:
                 generator=published_noise_generator(request.seed, pipeline.audio_encoder), output_type="latent",
                 context_frames=request.context_frames, context_overlap=request.context_overlap,
                 reference_attention_weight=request.reference_attention_weight,
-                audio_attention_weight=request.audio_attention_weight * request.expression_strength, num_pad_audio_frames=request.num_pad_audio_frames,
+                audio_attention_weight=audio_weight, num_pad_audio_frames=request.num_pad_audio_frames,
                 do_multi_devices_inference=request.do_multi_devices_inference, save_gpu_memory=request.save_gpu_memory,
                 guidance_interval=tuple(request.guidance_interval), cache_interval=request.cache_interval,
                 context_batch_size=request.context_batch_size, resume_from=resume_from,

@@ -13,6 +13,7 @@ from media.audio import load_audio
 from pipelines.speech import SAMPLING_RATE
 from pipelines.context import num_frames_for_audio, video_length
 from media.face import FaceDetector, portrait_check_tasks
+from media.voice_activity import VoiceActivity, describe_rest, rest_weights
 from app.generation import plan_video_keypoints, prepare_portrait
 from motion.keypoints import draw_kps_image, hand_placed_kps, load_kps_sequence
 from motion.plan import MAX_HEAD_MOTION_STRENGTH
@@ -36,11 +37,12 @@ def preview_picture(portrait: np.ndarray, kps: np.ndarray) -> np.ndarray:
 
 
 class PreviewFrames:
-    """The MP4's frames, each (H, 2W, 3) uint8: the V-Kps image beside its overlay. Drawn one by one as the
+    """The MP4's frames, each (H, 2W, 3) uint8: the V-Kps image beside its overlay (with --mouth_in_silence rest, a
+    green bar under the V-Kps image as long as the audio's pull on the mouth). Drawn one by one as the
     writer iterates, so that a preview of a long speech never holds every frame in memory."""
 
-    def __init__(self, portrait: np.ndarray, kps_sequence: np.ndarray):
-        self.portrait, self.kps_sequence = portrait, kps_sequence
+    def __init__(self, portrait: np.ndarray, kps_sequence: np.ndarray, mouth_weights: np.ndarray | None = None):
+        self.portrait, self.kps_sequence, self.mouth_weights = portrait, kps_sequence, mouth_weights
 
     def __len__(self) -> int:
         return len(self.kps_sequence)
@@ -48,6 +50,8 @@ class PreviewFrames:
     def __getitem__(self, index: int) -> np.ndarray:
         height, width = self.portrait.shape[:2]
         drawing = draw_kps_image(height, width, self.kps_sequence[index])
+        if self.mouth_weights is not None:  # --mouth_in_silence rest: a bar along the bottom, as long as the audio's pull
+            drawing[-max(height // 64, 2):, :int(round(width * float(self.mouth_weights[index])))] = (0, 200, 0)
         return np.concatenate([drawing, overlay(self.portrait, drawing)], axis=1)
 
     def __iter__(self):
@@ -72,8 +76,10 @@ def check_preview_options(args) -> str:
 
 def plan_preview(args, say, face_model_path):
     """(keypoints (L, 3, 2) to draw, frames per second, the strategy used, the portrait (H, W, 3) uint8 they are drawn
-    over): the frames inference.py would draw for the same settings (`args`: preview_kps.py's flags, or a request;
-    with --paste_back the portrait is the crop the face is generated from); `face_model_path` the detector's folder."""
+    over, the audio's pull on the mouth per frame (L,) or None): the frames inference.py would draw for the same
+    settings (`args`: preview_kps.py's flags, or a request; with --paste_back the portrait is the crop the face is
+    generated from); `face_model_path` the detector's folder. With --mouth_in_silence rest the weights come from
+    the same voice-activity detection as generation's."""
     driving_kps = load_kps_sequence(args.kps_path) if args.kps_path else None
     waveform, fps = None, args.fps
     if args.audio_path:
@@ -93,4 +99,8 @@ def plan_preview(args, say, face_model_path):
                                                                       tasks=portrait_check_tasks(face_model_path)))
     portrait, hand_kps, _ = prepare_portrait(args, hand_kps, detector)
     kps, strategy = plan_video_keypoints(args, portrait, driving_kps, waveform, num_frames, fps, detector, say, hand_kps)
-    return kps.numpy(), fps, strategy, np.asarray(portrait.resize(size))
+    mouth_weights = None
+    if getattr(args, "mouth_in_silence", "published") == "rest" and waveform is not None:
+        mouth_weights = rest_weights(VoiceActivity().segments(waveform.numpy()), num_frames, fps)
+        say(describe_rest(mouth_weights, fps))
+    return kps.numpy(), fps, strategy, np.asarray(portrait.resize(size)), mouth_weights

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from modules.errors import VExpressError
 from motion.plan import HEAD_MOTIONS, KPS_FITS, MAX_HEAD_MOTION_STRENGTH
 from motion.retarget import RETARGET_STRATEGIES
+from media.voice_activity import MOUTHS_IN_SILENCE
 from pipelines.loading import SCHEDULERS, ModelPaths
 from pipelines.pipeline_v_express import MAX_CONTEXT_FRAMES
 
@@ -88,6 +89,9 @@ class GenerationRequest:
     kps_fit: str = setting("stretch", f"how a driving sequence covers the video (default stretch, published; the others {CHANGES_NUMBERS})", group=MOTION, video=True, choices=KPS_FITS)
     head_motion: str = setting("none", f"natural: a speech-driven head motion for a still portrait ({CHANGES_NUMBERS})", group=MOTION, video=True, choices=HEAD_MOTIONS)
     head_motion_strength: float = setting(1.0, "scales --head_motion natural", group=MOTION, video=True, range=(0.0, MAX_HEAD_MOTION_STRENGTH))
+    mouth_in_silence: str = setting("published", f"rest: in the silences of 0.3 s or more that voice-activity detection finds, the audio stops "
+                                    f"moving the mouth, which eases into the portrait's own and stays still ({CHANGES_NUMBERS})",
+                                    group=MOTION, video=True, choices=MOUTHS_IN_SILENCE)
 
     preset: str = setting("published", f"scheduler, steps, guidance interval and cache together ({CHANGES_NUMBERS} unless published)", group=SPEED, video=True, choices=tuple(PRESETS))
     scheduler: str | None = setting(None, f"ddim (published), dpmpp_2m or unipc ({CHANGES_NUMBERS})", group=SPEED, video=True, choices=SCHEDULERS)

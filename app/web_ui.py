@@ -109,7 +109,7 @@ class WebGenerator:
             if _is_video(driving):
                 notes.append("note: a driving video's keypoints are found when generating; the preview shows the portrait's own")
             check_image(Path(request.reference_image_path))
-            kps, _, _, portrait_pixels = plan_preview(request, notes.append, request.weights.insightface_model_path)
+            kps, _, _, portrait_pixels, _ = plan_preview(request, notes.append, request.weights.insightface_model_path)
         except Exception as error:
             return None, "\n".join([*notes, shown(error)])
         picture = preview_picture(portrait_pixels, kps[0])

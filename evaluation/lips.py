@@ -36,12 +36,10 @@ import numpy as np
 from evaluation.errors import EvaluationError, MissingWeightsError
 from evaluation.face_metrics import DETECTOR_FILE, FACE_MODELS_DIR, FaceModels, model_file, require_file
 from media.face import LOWER_INNER_LIP, UPPER_INNER_LIP
+from media.voice_activity import MIN_SILENCE_S, VAD_FILE, VAD_RATE, VoiceActivity, VoiceActivityError, long_silences, speech_mask
 
 LANDMARK_FILE = "2d106det.onnx"
-VAD_FILE = "silero_vad.onnx"  # in the silero_vad package's data folder
-VAD_RATE = 16000
 RMS_WINDOW_S = 0.05
-MIN_SILENCE_S = 0.3
 MIN_SPEECH_FRACTION = 0.1
 DYNAMICS_MAX_FRAMES = 500
 
@@ -86,25 +84,6 @@ def mouth_shape(landmarks: np.ndarray) -> np.ndarray:
 
 
 # ---- audio and speech, on the video's frame clock ----
-
-def speech_mask(segments: list[tuple[float, float]], num_frames: int, fps: float) -> np.ndarray:
-    """(F,) bool: frames int(start * fps) .. int(end * fps) of each speech segment (seconds)."""
-    mask = np.zeros(num_frames, dtype=bool)
-    for start, end in segments:
-        mask[int(start * fps):min(int(end * fps) + 1, num_frames)] = True
-    return mask
-
-
-def long_silences(speech: np.ndarray, fps: float, min_seconds: float = MIN_SILENCE_S) -> np.ndarray:
-    """(F,) bool: frames outside speech in runs of at least `min_seconds` (THEval counts frames: >= 0.3 * fps)."""
-    silent = ~speech
-    keep = np.zeros_like(silent)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], silent.astype(np.int8), [0]])))
-    for start, stop in zip(edges[::2], edges[1::2]):
-        if stop - start >= min_seconds * fps:
-            keep[start:stop] = True
-    return keep
-
 
 def rms_at_frames(mono: np.ndarray, rate: int, num_frames: int, fps: float) -> np.ndarray:
     """(F,) the RMS of 50 ms windows (hop 50 ms, librosa's centred frames), interpolated at the frame times."""
@@ -156,38 +135,6 @@ def relative_score(value: float | None, ground_truth: float | None) -> float | N
 
 # ---- the models ----
 
-class VoiceActivity:
-    """silero-vad's network from its installed wheel (no download), on onnxruntime's CPU."""
-
-    def __init__(self):
-        try:
-            import torch
-
-            threads = torch.get_num_threads()
-            import silero_vad  # its import sets torch to one thread for the whole process: put it back
-            from silero_vad.utils_vad import OnnxWrapper
-
-            torch.set_num_threads(threads)
-        except ImportError:
-            raise MissingWeightsError("silero-vad is not installed; install it with: pip install -c constraints.txt -r requirements-eval.txt") from None
-        from importlib import resources
-
-        self.path = Path(str(resources.files("silero_vad.data").joinpath(VAD_FILE)))
-        if not self.path.is_file():
-            raise MissingWeightsError(f"{self.path}: missing from the silero-vad package; reinstall it: pip install --force-reinstall silero-vad")
-        self.version = getattr(silero_vad, "__version__", "unknown")
-        self.model = OnnxWrapper(str(self.path), force_onnx_cpu=True)
-
-    def segments(self, audio_16k: np.ndarray) -> list[tuple[float, float]]:
-        """Speech segments (start, end) in seconds of a mono 16 kHz waveform (samples,), silero's defaults."""
-        import torch
-        from silero_vad import get_speech_timestamps
-
-        found = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(audio_16k, dtype=np.float32)), self.model,
-                                      sampling_rate=VAD_RATE, return_seconds=True)
-        return [(float(s["start"]), float(s["end"])) for s in found]
-
-
 class LipModels:
     """buffalo_l's detector with its 106-point landmark model, and the VAD. Raises MissingWeightsError / a
     VExpressError naming the file when one cannot be loaded."""
@@ -196,7 +143,10 @@ class LipModels:
         require_file(model_file(root, DETECTOR_FILE))  # named first: its faces are what the landmarks are taken on
         self.landmark_path = require_file(model_file(root, LANDMARK_FILE))
         self.faces = FaceModels(root, tasks=("landmark_2d_106",))
-        self.vad = VoiceActivity()
+        try:
+            self.vad = VoiceActivity()
+        except VoiceActivityError as error:  # skipped with one line, as a metric whose weights are missing
+            raise MissingWeightsError(str(error)) from None
 
     def weights(self) -> dict[str, Path]:
         return {LANDMARK_FILE: self.landmark_path, VAD_FILE: self.vad.path}

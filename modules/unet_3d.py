@@ -151,7 +151,7 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
         kps_features: torch.Tensor | None = None,
         reference_kv: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
         reference_attention_weight: float = 1.0,
-        audio_attention_weight: float = 1.0,
+        audio_attention_weight: float | torch.Tensor = 1.0,
         num_unconditional: int = 0,
         reference_keep: torch.Tensor | None = None,
         deep_cache: "DeepFeatureCache | None" = None,
@@ -161,6 +161,7 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
         audio_tokens: (conditional_batch * frames, tokens, cross_attention_dim), rows in (sample, frame) order.
         kps_features: (conditional_batch, 320, frames, h, w), added after `conv_in`.
         reference_kv: from `project_reference_bank`, batch conditional_batch.
+        audio_attention_weight: a float, or one weight per frame (conditional_batch * frames,) in audio_tokens' order.
         num_unconditional: the leading samples of the batch whose conditions are all zero
             (classifier-free guidance); the conditions above then cover only the samples after them.
         reference_keep: (conditional_batch * frames,) 1 to use the reference bank, 0 for a zero bank (training's dropout).

@@ -37,6 +37,7 @@ from scripts.make_tiny_checkpoints import write_tiny_checkpoints  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64
+HELD_OUT_FRAMES = 60  # 2.4 s at 25 fps: long enough for pauses of 0.3 s or more
 # The tiny checkpoints' VAE is random: it cannot reconstruct a face, so the check first fits a small one.
 VAE_CONFIG = dict(
     down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[32, 64, 64, 64],
@@ -75,8 +76,7 @@ def mouth_darkness(frame: np.ndarray, kps: np.ndarray) -> float:
     half = np.maximum(np.array([0.6, 0.5]) * eye_distance, 2).astype(int)
     x0, y0 = np.clip((centre - half).astype(int), 0, SIZE - 1)
     x1, y1 = np.clip((centre + half).astype(int) + 1, 1, SIZE)
-    window = frame[y0:y1, x0:x1].astype(np.float32)
-    mouth = (window[..., 0] - window[..., 1] > 50) & (window[..., 1] < 90)
+    mouth = mouth_mask(frame[y0:y1, x0:x1])
     return float(mouth.mean()) if mouth.size else 0.0
 
 
@@ -85,9 +85,15 @@ def skin_mask(frame: np.ndarray) -> np.ndarray:
     return (pixels[..., 0] > 150) & (pixels[..., 0] - pixels[..., 2] > 40)
 
 
+def mouth_mask(frame: np.ndarray) -> np.ndarray:
+    pixels = frame.astype(np.float32)
+    return (pixels[..., 0] - pixels[..., 1] > 50) & (pixels[..., 1] < 90)
+
+
 def face_centre(frame: np.ndarray) -> np.ndarray | None:
-    """Centroid of the skin-coloured pixels, or None when there are hardly any."""
-    ys, xs = np.nonzero(skin_mask(frame))
+    """Centroid of the face's skin- and mouth-coloured pixels (an open mouth would pull the skin's centroid up), or
+    None when there are hardly any."""
+    ys, xs = np.nonzero(skin_mask(frame) | mouth_mask(frame))
     return np.array([xs.mean(), ys.mean()], np.float32) if len(xs) > 20 else None
 
 
@@ -156,7 +162,7 @@ def load_clip(clip: dict) -> dict:
     from media.audio import load_audio
 
     frames, _ = read_video(clip["video"])
-    length = min(len(frames), 24)
+    length = min(len(frames), HELD_OUT_FRAMES)
     kps = np.stack([face["kps"][:3] for face in load_face_info(clip["face_info"])])[:length]
     return dict(reference=Image.fromarray(frames[0]), kps=kps, waveform=load_audio(clip["video"]), length=length)
 
@@ -235,6 +241,97 @@ def format_modes(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+FPS = 25  # the synthetic clips'
+SPEECH_OPENING = 0.05  # a frame is speech when the true mouth opening (the loudness) is above this
+
+
+def true_speech_segments(opening: np.ndarray, fps: float = FPS) -> list[tuple[float, float]]:
+    """The clip's speech as (start, end) seconds, from its true mouth opening. silero-vad finds no speech in the
+    synthetic buzz, so the lip modes are given the true silences, as it would find them in real speech."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], (opening > SPEECH_OPENING).astype(np.int8), [0]])))
+    return [(start / fps, (stop - 1) / fps) for start, stop in zip(edges[::2], edges[1::2])]
+
+
+def face_crop(frame: np.ndarray, kps: np.ndarray, side: int = 32) -> np.ndarray:
+    """The face's box (from its keypoints), resized to side x side, as a mean-centred vector."""
+    import cv2
+
+    centre, radius = true_face_centre(kps), np.linalg.norm(kps[1] - kps[0]) / 0.7 * 1.1
+    x0, y0 = np.clip((centre - radius).astype(int), 0, SIZE - 1)
+    x1, y1 = np.clip((centre + radius).astype(int), x0 + 1, SIZE)
+    vector = cv2.resize(frame[y0:y1, x0:x1], (side, side), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+    return vector - vector.mean()
+
+
+def lip_pose_identity(video: np.ndarray, driving_kps: np.ndarray, opening: np.ndarray, waveform, reference: np.ndarray,
+                      reference_kps: np.ndarray) -> dict:
+    """The lip metrics of THEval (evaluation/lips.py) with the learning check's mouth opening for the lip gap (no face
+    landmark model finds these drawn faces), the pose error (KpsDis: eyes and face centre found against the keypoints
+    drawn), and identity: the cosine similarity of each frame's face crop to the portrait's (pixels, not ArcFace)."""
+    from evaluation import lips
+
+    gap = np.array([mouth_darkness(frame, kps) for frame, kps in zip(video, driving_kps)])
+    speech = lips.speech_mask(true_speech_segments(opening[:len(video)]), len(video), FPS)
+    rms = lips.rms_at_frames(np.asarray(waveform, np.float32), 16000, len(video), FPS)
+    stability = lips.silent_lip_stability(gap, lips.long_silences(speech, FPS))
+    portrait = face_crop(reference, reference_kps)
+    similarity = [float(face_crop(frame, kps) @ portrait / (np.linalg.norm(face_crop(frame, kps)) * np.linalg.norm(portrait) + 1e-8))
+                  for frame, kps in zip(video, driving_kps)]
+    follow = follow_scores(video, driving_kps, opening)
+    return dict(lip_sync_correlation=follow["lip_sync_correlation"], lip_sync=lips.lip_sync(gap, rms, speech),
+                silent_lip_stability=stability and stability[0], silent_lip_opening=stability and stability[1],
+                eye_error_px=follow["eye_error_px"], face_centre_error_px=follow["face_centre_error_px"], identity=float(np.mean(similarity)))
+
+
+def lip_modes(inputs: dict, driver_kps: np.ndarray, opening: np.ndarray) -> dict[str, tuple[dict, dict, dict]]:
+    """README's table of modes: {name: (pipeline arguments, input changes, scheduler and steps)}."""
+    import torch
+
+    from app.requests import PRESETS
+    from media.voice_activity import rest_weights
+    from motion.plan import plan_keypoints
+
+    length, portrait_kps = inputs["length"], inputs["kps"][0]
+    natural = plan_keypoints(portrait_kps, None, length, strategy="fix_face", head_motion="natural", waveform=inputs["waveform"], fps=FPS)
+    similarity = plan_keypoints(portrait_kps, driver_kps, length, strategy="similarity_retarget")
+    rest = torch.from_numpy(rest_weights(true_speech_segments(opening[:length]), length, FPS))
+    modes = {"published (ddim, 25 steps)": ({}, {}, dict(scheduler="ddim", steps=25))}
+    for name in ("balanced", "fast"):
+        preset = PRESETS[name]
+        modes[f"--preset {name}"] = (dict(guidance_interval=preset["guidance_interval"], cache_interval=preset["cache_interval"]), {},
+                                     dict(scheduler=preset["scheduler"], steps=preset["num_inference_steps"]))
+    modes["--head_motion natural (a still portrait)"] = ({}, dict(kps=natural.numpy()), dict(scheduler="ddim", steps=25))
+    modes["similarity_retarget (another clip's motion)"] = ({}, dict(kps=similarity.numpy()), dict(scheduler="ddim", steps=25))
+    modes["--mouth_in_silence rest"] = (dict(audio_attention_weight=rest), {}, dict(scheduler="ddim", steps=25))
+    return modes
+
+
+def compare_lip_modes(pipeline, inputs: dict, driver_kps: np.ndarray, opening: np.ndarray) -> list[dict]:
+    rows = []
+    for name, (arguments, changes, sampler) in lip_modes(inputs, driver_kps, opening).items():
+        timings = {}
+        video, kps = generate(pipeline, {**inputs, **changes}, sampler["steps"], scheduler=sampler["scheduler"], timings=timings, **arguments)
+        rows.append(dict(mode=name, denoising_seconds=timings["denoising"],
+                         **lip_pose_identity(video, kps, opening, inputs["waveform"], np.asarray(inputs["reference"]), inputs["kps"][0])))
+    for row in rows:
+        row["speedup"] = rows[0]["denoising_seconds"] / row["denoising_seconds"]
+    return rows
+
+
+def format_lip_modes(rows: list[dict]) -> str:
+    """README's table (Markdown)."""
+    def number(value, digits=3):
+        return "–" if value is None or value != value else f"{value:.{digits}f}"
+
+    lines = ["| mode | speed-up | lip-sync r ↑ | Lip-Sync ↓ | Silent-Lip-Stability ↓ | mouth open in silence ↓ | KpsDis eyes px ↓ | face centre px ↓ | identity ↑ |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['mode']} | {r['speedup']:.2f}× | {number(r['lip_sync_correlation'], 2)} | {number(r['lip_sync'])} | "
+                     f"{number(r['silent_lip_stability'], 4)} | {number(r['silent_lip_opening'], 3)} | {number(r['eye_error_px'], 2)} | "
+                     f"{number(r['face_centre_error_px'], 2)} | {number(r['identity'], 3)} |")
+    return "\n".join(lines)
+
+
 def save_figure(reference: np.ndarray, driving_kps: np.ndarray, video: np.ndarray, path: Path, frames=(0, 6, 12, 18)) -> None:
     """Inputs above outputs, each image enlarged 3x: the reference portrait beside the V-Kps images of some frames,
     and below those the frames generated for them."""
@@ -256,6 +353,8 @@ def main(argv=None) -> int:
     parser.add_argument("--inference_steps", type=int, default=20)
     parser.add_argument("--vae_steps", type=int, default=400, help="steps fitting the small VAE first")
     parser.add_argument("--compare_modes", action="store_true", help="then measure the fast modes and presets against the default sampler")
+    parser.add_argument("--lip_modes", action="store_true", help="then README's table: the presets, head motion, similarity_retarget and "
+                        "--mouth_in_silence rest with their lip, pose and identity cost")
     args = parser.parse_args(argv)
     from train import load_config, train
 
@@ -307,6 +406,11 @@ def main(argv=None) -> int:
         table = format_modes(compare_modes(pipeline, held_out_inputs, opening))
         (work / "fast_modes.md").write_text(table + "\n")
         print(f"\nfast modes on the held-out clip (also in {work / 'fast_modes.md'}):\n{table}")
+    if args.lip_modes:
+        driver = load_clip(clips[0])["kps"]  # a training clip's motion, for similarity_retarget
+        table = format_lip_modes(compare_lip_modes(pipeline, held_out_inputs, driver, opening))
+        (work / "lip_modes.md").write_text(table + "\n")
+        print(f"\nmodes with their lip, pose and identity cost on the held-out clip (also in {work / 'lip_modes.md'}):\n{table}")
     return 0
 
 

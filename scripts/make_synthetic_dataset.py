@@ -25,12 +25,14 @@ SAMPLE_RATE = 16000
 
 
 def loudness_envelope(num_samples: int, rng) -> np.ndarray:
-    """Syllable-like loudness in [0, 1]: random bursts of 0.1-0.3 s separated by pauses, smoothed."""
+    """Syllable-like loudness in [0, 1]: random bursts of 0.1-0.3 s separated by pauses, smoothed. About one pause
+    in three is a silence of 0.4-0.8 s, as between sentences (the lip metrics' silences last 0.3 s or more)."""
     envelope, position = np.zeros(num_samples, np.float32), int(rng.integers(0, SAMPLE_RATE // 10))
     while position < num_samples:
         length = int(rng.uniform(0.1, 0.3) * SAMPLE_RATE)
         envelope[position:position + length] = rng.uniform(0.5, 1.0)
-        position += length + int(rng.uniform(0.08, 0.25) * SAMPLE_RATE)
+        pause = rng.uniform(0.4, 0.8) if rng.uniform() < 0.3 else rng.uniform(0.08, 0.25)
+        position += length + int(pause * SAMPLE_RATE)
     kernel = np.hanning(SAMPLE_RATE // 25).astype(np.float32)
     return np.convolve(envelope, kernel / kernel.sum(), mode="same")
 
@@ -43,13 +45,18 @@ def face_geometry(centre: np.ndarray, radius: float, mouth_open: float) -> dict:
     angles = np.linspace(0, 2 * np.pi, 106, endpoint=False)
     landmarks = np.stack([x + radius * np.cos(angles), y + radius * np.sin(angles)], axis=1).astype(np.float32)
     mouth = np.linspace(0, 2 * np.pi, 20, endpoint=False)
-    landmarks[52:72] = np.stack([x + 0.28 * radius * np.cos(mouth), y + 0.45 * radius + mouth_half_height(radius, mouth_open) * np.sin(mouth)], axis=1)
+    landmarks[52:72] = np.stack([x + MOUTH_HALF_WIDTH * radius * np.cos(mouth), y + 0.45 * radius + mouth_half_height(radius, mouth_open) * np.sin(mouth)], axis=1)
     bbox = np.array([x - radius, y - radius, x + radius, y + radius], np.float32)
     return {"bbox": bbox, "kps": kps, "det_score": 1.0, "landmark_2d_106": landmarks}
 
 
+# The mouth is drawn large: at 64x64 one latent cell is 8x8 pixels, and a mouth that opened by a few pixels (half
+# height 0.03-0.23 of the face's radius, half width 0.28) changed about one cell, too little for the tiny model to learn.
+MOUTH_HALF_WIDTH = 0.36
+
+
 def mouth_half_height(radius: float, mouth_open: float) -> float:
-    return radius * (0.03 + 0.2 * mouth_open)
+    return radius * (0.04 + 0.32 * mouth_open)
 
 
 def draw_face(size: int, geometry: dict, mouth_open: float) -> np.ndarray:
@@ -63,7 +70,7 @@ def draw_face(size: int, geometry: dict, mouth_open: float) -> np.ndarray:
         cv2.circle(image, point(eye), int(0.12 * radius * scale), (30, 30, 60), -1, cv2.LINE_AA, 4)
     cv2.circle(image, point(kps[2]), int(0.06 * radius * scale), (170, 110, 90), -1, cv2.LINE_AA, 4)
     mouth_centre = (centre[0], centre[1] + 0.45 * radius)
-    axes = (int(0.28 * radius * scale), max(int(mouth_half_height(radius, mouth_open) * scale), 1))
+    axes = (int(MOUTH_HALF_WIDTH * radius * scale), max(int(mouth_half_height(radius, mouth_open) * scale), 1))
     cv2.ellipse(image, point(mouth_centre), axes, 0, 0, 360, (110, 20, 30), -1, cv2.LINE_AA, 4)
     return image
 

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from modules.errors import VExpressError  # noqa: E402
 from motion.retarget import RETARGET_STRATEGIES  # noqa: E402
 from motion.plan import HEAD_MOTIONS, KPS_FITS, MAX_HEAD_MOTION_STRENGTH  # noqa: E402
+from media.voice_activity import MOUTHS_IN_SILENCE  # noqa: E402
 from app.preview import PreviewError, PreviewFrames, check_preview_options, plan_preview, preview_picture  # noqa: E402
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kps_fit", default="stretch", choices=KPS_FITS, help="as in inference.py")
     parser.add_argument("--head_motion", default="none", choices=HEAD_MOTIONS, help="as in inference.py; natural needs --audio_path")
     parser.add_argument("--head_motion_strength", type=float, default=1.0, help=f"0 to {MAX_HEAD_MOTION_STRENGTH:g} (default 1)")
+    parser.add_argument("--mouth_in_silence", default="published", choices=MOUTHS_IN_SILENCE,
+                        help="as in inference.py: rest says where the mouth rests and draws the audio's pull under each frame of an MP4")
     parser.add_argument("--seed", type=int, default=42, help="seeds the head motion, as inference.py's --seed")
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--insightface_model_path", default="./model_ckpts/insightface_models/", help="the face detector, as in inference.py")
@@ -54,7 +57,7 @@ def main(argv=None) -> int:
     say = lambda message: print(message, file=sys.stderr)  # noqa: E731
     try:
         kind = check_preview_options(args)
-        kps, fps, strategy, portrait = plan_preview(args, say, args.insightface_model_path)
+        kps, fps, strategy, portrait, mouth_weights = plan_preview(args, say, args.insightface_model_path)
         if kind == "image" and not 0 <= args.frame < len(kps):
             raise PreviewError(f"--frame {args.frame}: the sequence has frames 0..{len(kps) - 1}")
     except (VExpressError, OSError) as error:
@@ -68,7 +71,7 @@ def main(argv=None) -> int:
         return 0
     from media.video import write_video
 
-    write_video(output, PreviewFrames(portrait, kps), fps, args.audio_path)
+    write_video(output, PreviewFrames(portrait, kps, mouth_weights), fps, args.audio_path)
     print(f"wrote {output}: {len(kps)} frames at {fps:.3f} fps, {strategy}, fit {args.kps_fit}, head motion {args.head_motion}")
     return 0
 

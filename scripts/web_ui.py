@@ -49,6 +49,7 @@ def named_signature(function, defaults: dict) -> inspect.Signature:
 def build_page(gr, app):
     """The page: inputs on the left, the keypoint preview, the video and the messages on the right."""
     from app.requests import PRESETS, SETTING_RANGES
+    from media.voice_activity import MOUTHS_IN_SILENCE
     from motion.plan import HEAD_MOTIONS, KPS_FITS
     from motion.retarget import RETARGET_STRATEGIES
 
@@ -73,6 +74,8 @@ def build_page(gr, app):
                     "head_motion": gr.Dropdown(list(HEAD_MOTIONS), value=defaults.head_motion, label="Head motion (natural: from the speech)"),
                     "head_motion_strength": gr.Slider(*SETTING_RANGES["head_motion_strength"], value=defaults.head_motion_strength, step=0.1,
                                                       label="Head motion strength"),
+                    "mouth_in_silence": gr.Dropdown(list(MOUTHS_IN_SILENCE), value=defaults.mouth_in_silence,
+                                                    label="Mouth in silences (rest: closes and stays still in pauses)"),
                     "preset": gr.Dropdown(list(PRESETS), value=defaults.preset, label="Speed preset (docs/speed.md)"),
                     "reference_attention_weight": gr.Slider(*SETTING_RANGES["reference_attention_weight"], value=defaults.reference_attention_weight, step=0.05,
                                                             label="Identity strength (reference attention weight)"),

@@ -93,6 +93,19 @@ def test_windows_per_unet_call_keep_the_numbers_and_guidance_interval_halves_the
     assert list(output.timings) == ["reference", "audio", "denoising", "decoding"] and min(output.timings.values()) > 0
 
 
+def test_per_frame_audio_weights_are_the_scalar_weight_frame_by_frame(pipeline, inputs):
+    """--mouth_in_silence rest's mechanism: one audio-attention weight per frame, each window taking its frames' (and
+    the unconditional half of guidance those of its conditional partner)."""
+    case = golden_case("pipeline")
+    per_frame = pipeline(**{**inputs, "audio_attention_weight": torch.full((28,), 3.0)}, latents=case["initial_latents"], context_batch_size=3)
+    assert rel_err(per_frame, case["video"]) < 1e-4
+    silent = pipeline(**{**inputs, "audio_attention_weight": torch.zeros(28)}, latents=case["initial_latents"], context_batch_size=3)
+    without_audio = pipeline(**{**inputs, "audio_attention_weight": 0.0}, latents=case["initial_latents"])
+    assert rel_err(silent, without_audio) < 1e-4 and rel_err(silent, case["video"]) > 1e-3
+    with pytest.raises(ValueError, match="audio_attention_weight: \\(27,\\) weights for a video of 28 frames"):
+        pipeline(**{**inputs, "audio_attention_weight": torch.ones(27)})
+
+
 def test_deep_cache_reuses_the_deep_features_of_the_last_full_step(pipeline, inputs):
     """cache_interval 2: steps 0 and 2 run the whole UNet, steps 1 and 3 only its shallow branch on stored features."""
     case = golden_case("pipeline")

@@ -226,7 +226,8 @@ def test_gradio_api_takes_named_parameters(server, files):
     url, _ = server
     client = Client(url, verbose=False)
     parameters = [p["parameter_name"] for p in client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]["parameters"]]
-    assert parameters[:3] == ["portrait", "audio", "driving"] and {"num_inference_steps", "head_motion", "preset", "paste_back"} <= set(parameters)
+    assert parameters[:3] == ["portrait", "audio", "driving"] and {"num_inference_steps", "head_motion", "preset", "paste_back",
+                                                                   "mouth_in_silence"} <= set(parameters)
     video, text = client.predict(portrait=handle_file(str(files["image"])), audio=handle_file(str(files["audio"])), num_inference_steps=1,
                                  retarget_strategy="fix_face", api_name="/generate")
     assert inspect_mp4(Path(video["video"] if isinstance(video, dict) else video))["num_frames"] == FRAMES, text

@@ -440,9 +440,6 @@ class VideoGenerator:
             progress("denoising", resume_from.step if resume_from else 0, request.num_inference_steps)
             pipeline.to(self.device)  # a previous request with --save_gpu_memory may have offloaded networks
             pipeline.scheduler = make_scheduler(request.scheduler)
-            audio_weight = request.audio_attention_weight * request.expression_strength
-            if inputs.mouth_weights is not None:
-                audio_weight = audio_weight * torch.from_numpy(inputs.mouth_weights)
             if self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.device)
             denoised = pipeline(
@@ -452,11 +449,12 @@ class VideoGenerator:
                 generator=published_noise_generator(request.seed, pipeline.audio_encoder), output_type="latent",
                 context_frames=request.context_frames, context_overlap=request.context_overlap,
                 reference_attention_weight=request.reference_attention_weight,
-                audio_attention_weight=audio_weight, num_pad_audio_frames=request.num_pad_audio_frames,
+                audio_attention_weight=request.audio_attention_weight * request.expression_strength, num_pad_audio_frames=request.num_pad_audio_frames,
                 do_multi_devices_inference=request.do_multi_devices_inference, save_gpu_memory=request.save_gpu_memory,
                 guidance_interval=tuple(request.guidance_interval), cache_interval=request.cache_interval,
                 context_batch_size=request.context_batch_size, resume_from=resume_from,
                 callback_on_step_end=on_step_end if self.is_main else None, return_output=True,
+                audio_frame_weights=None if inputs.mouth_weights is None else torch.from_numpy(inputs.mouth_weights),
             )
             latents = denoised.frames
             timings.update(denoised.timings, unet_calls=denoised.unet_calls)

@@ -65,7 +65,8 @@ class WindowConditions:
     reference_kv: dict[str, tuple[torch.Tensor, torch.Tensor]]
     guidance_scale: float
     reference_attention_weight: float
-    audio_attention_weight: float | torch.Tensor  # or one weight per frame of the video (L,)
+    audio_attention_weight: float
+    audio_frame_weights: torch.Tensor | None = None  # (L,) per frame of the video
 
 
 @dataclass
@@ -108,7 +109,7 @@ class VExpressPipeline(DiffusionPipeline):
     def check_inputs(
         self, *, kps_images, audio_waveform, width, height, video_length, num_inference_steps, guidance_scale, strength,
         num_images_per_prompt, output_type, context_schedule, context_frames, context_overlap, num_pad_audio_frames,
-        guidance_interval, cache_interval, context_batch_size, resume_from, audio_attention_weight=1.0,
+        guidance_interval, cache_interval, context_batch_size, resume_from, audio_frame_weights=None,
     ) -> None:
         """A ValueError naming the argument, before any network runs."""
         problems = []
@@ -116,8 +117,8 @@ class VExpressPipeline(DiffusionPipeline):
             problems.append(f"width and height must be positive multiples of {self.vae_scale_factor}, got {width}x{height}")
         if video_length < 1 or len(kps_images) != video_length:
             problems.append(f"{len(kps_images)} keypoint images for a video of {video_length} frames")
-        if torch.is_tensor(audio_attention_weight) and audio_attention_weight.shape != (video_length,):
-            problems.append(f"audio_attention_weight: {tuple(audio_attention_weight.shape)} weights for a video of {video_length} frames")
+        if audio_frame_weights is not None and tuple(audio_frame_weights.shape) != (video_length,):
+            problems.append(f"audio_frame_weights: {tuple(audio_frame_weights.shape)} weights for a video of {video_length} frames")
         if len(torch.as_tensor(audio_waveform).reshape(-1)) == 0:
             problems.append("the audio waveform is empty")
         if num_inference_steps < 1 or not 0 < strength <= 1 or not np.isfinite(guidance_scale):
@@ -208,14 +209,14 @@ class VExpressPipeline(DiffusionPipeline):
                 deep_cache = DeepFeatureCache((cache.features if cache.guided == guided else cache.features.chunk(2)[1]).to(device), reuse=True)
             else:
                 deep_cache = DeepFeatureCache()
-        audio_weight = conditions.audio_attention_weight
-        if torch.is_tensor(audio_weight):  # per frame: each window's frames, in the audio tokens' order
-            audio_weight = torch.cat([audio_weight[w.start:w.stop] for w in windows]).to(device, self.denoising_unet.dtype)
+        frame_weights = conditions.audio_frame_weights
+        if frame_weights is not None:  # each window's frames, in the audio tokens' order
+            frame_weights = torch.cat([frame_weights[w.start:w.stop] for w in windows]).to(device)
         unet_kwargs = dict(
             audio_tokens=torch.cat([conditions.audio_tokens[w.start:w.stop] for w in windows]).to(device),
             kps_features=torch.cat([self.encode_kps(conditions.kps_images, w, conditions.width, conditions.height) for w in windows]),
             reference_kv=conditions.reference_kv, reference_attention_weight=conditions.reference_attention_weight,
-            audio_attention_weight=audio_weight, deep_cache=deep_cache,
+            audio_attention_weight=conditions.audio_attention_weight, audio_frame_weights=frame_weights, deep_cache=deep_cache,
         )
         if guided:
             unconditional, conditional = self.denoising_unet(
@@ -336,7 +337,7 @@ class VExpressPipeline(DiffusionPipeline):
         context_frames: int = 24,
         context_overlap: int = 4,
         reference_attention_weight: float = 1.0,
-        audio_attention_weight: float | torch.Tensor = 1.0,
+        audio_attention_weight: float = 1.0,
         num_pad_audio_frames: int = 2,
         do_multi_devices_inference: bool = False,
         save_gpu_memory: bool = False,
@@ -349,11 +350,10 @@ class VExpressPipeline(DiffusionPipeline):
         resume_from: DenoisingState | None = None,
         callback_on_step_end: Callable | None = None,
         return_output: bool = False,
+        audio_frame_weights: torch.Tensor | None = None,
     ) -> torch.Tensor | VExpressPipelineOutput:
         """The published arguments, in their order, then keyword-only additions.
 
-        audio_attention_weight: a float (published), or one weight per frame (video_length,): how much each frame's
-        mouth follows the audio (--mouth_in_silence rest gives 0 in silences).
         reference_image: PIL image. kps_images: `video_length` keypoint images (PIL images, or (H, W, 3) uint8 arrays,
         or any sequence that makes them on demand: read one window at a time). audio_waveform: 16 kHz mono (samples,).
         strength, eta, callback(step, t, latents) every `callback_steps` steps: as published. `return_dict` is
@@ -371,6 +371,9 @@ class VExpressPipeline(DiffusionPipeline):
         cache_interval N: DeepCache; on N - 1 of every N steps each batch of windows reuses its deep UNet features
             from the last full step and recomputes only the shallow branch.
         context_batch_size: windows per UNet call. decode_batch_frames: frames per VAE call (default: what fits).
+        audio_frame_weights: (video_length,) in [0, 1]: how far each frame's audio attention goes from the no-audio
+            output (0, what training's audio dropout taught) to the audio's (1); --mouth_in_silence rest gives 0 in
+            silences.
         resume_from: a DenoisingState to continue from. callback_on_step_end(pipeline, step, t, {"latents",
             "resumable"}) after every step; `resumable` says whether resuming after it gives the identical video.
         return_output: a VExpressPipelineOutput (the video or latents, seconds per phase, UNet calls) instead of
@@ -383,7 +386,7 @@ class VExpressPipeline(DiffusionPipeline):
             num_images_per_prompt=num_images_per_prompt, output_type=output_type, context_schedule=context_schedule,
             context_frames=context_frames, context_overlap=context_overlap, num_pad_audio_frames=num_pad_audio_frames,
             guidance_interval=guidance_interval, cache_interval=cache_interval, context_batch_size=context_batch_size,
-            resume_from=resume_from, audio_attention_weight=audio_attention_weight,
+            resume_from=resume_from, audio_frame_weights=audio_frame_weights,
         )
         device = self._execution_device
         timings = {}
@@ -427,7 +430,7 @@ class VExpressPipeline(DiffusionPipeline):
             conditions = WindowConditions(
                 audio_tokens=audio_tokens, kps_images=kps_images, width=width, height=height, reference_kv=reference_kv,
                 guidance_scale=guidance_scale, reference_attention_weight=reference_attention_weight,
-                audio_attention_weight=audio_attention_weight,
+                audio_attention_weight=audio_attention_weight, audio_frame_weights=audio_frame_weights,
             )
             caches = {} if cache_interval > 1 else None  # batch index -> its CachedFeatures
             unet_calls = 0

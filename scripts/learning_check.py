@@ -302,7 +302,7 @@ def lip_modes(inputs: dict, driver_kps: np.ndarray, opening: np.ndarray) -> dict
                                      dict(scheduler=preset["scheduler"], steps=preset["num_inference_steps"]))
     modes["--head_motion natural (a still portrait)"] = ({}, dict(kps=natural.numpy()), dict(scheduler="ddim", steps=25))
     modes["similarity_retarget (another clip's motion)"] = ({}, dict(kps=similarity.numpy()), dict(scheduler="ddim", steps=25))
-    modes["--mouth_in_silence rest"] = (dict(audio_attention_weight=rest), {}, dict(scheduler="ddim", steps=25))
+    modes["--mouth_in_silence rest"] = (dict(audio_frame_weights=rest), {}, dict(scheduler="ddim", steps=25))
     return modes
 
 

@@ -93,17 +93,22 @@ def test_windows_per_unet_call_keep_the_numbers_and_guidance_interval_halves_the
     assert list(output.timings) == ["reference", "audio", "denoising", "decoding"] and min(output.timings.values()) > 0
 
 
-def test_per_frame_audio_weights_are_the_scalar_weight_frame_by_frame(pipeline, inputs):
-    """--mouth_in_silence rest's mechanism: one audio-attention weight per frame, each window taking its frames' (and
-    the unconditional half of guidance those of its conditional partner)."""
+def test_per_frame_audio_weights_move_each_frame_from_no_audio_to_the_audio(pipeline, inputs):
+    """--mouth_in_silence rest's mechanism: weight 1 is the published video; weight 0 gives each frame the audio
+    attention of no audio (zero tokens: what training's audio dropout taught), the unconditional branch unchanged."""
     case = golden_case("pipeline")
-    per_frame = pipeline(**{**inputs, "audio_attention_weight": torch.full((28,), 3.0)}, latents=case["initial_latents"], context_batch_size=3)
-    assert rel_err(per_frame, case["video"]) < 1e-4
-    silent = pipeline(**{**inputs, "audio_attention_weight": torch.zeros(28)}, latents=case["initial_latents"], context_batch_size=3)
-    without_audio = pipeline(**{**inputs, "audio_attention_weight": 0.0}, latents=case["initial_latents"])
-    assert rel_err(silent, without_audio) < 1e-4 and rel_err(silent, case["video"]) > 1e-3
-    with pytest.raises(ValueError, match="audio_attention_weight: \\(27,\\) weights for a video of 28 frames"):
-        pipeline(**{**inputs, "audio_attention_weight": torch.ones(27)})
+    ones = pipeline(**inputs, latents=case["initial_latents"], context_batch_size=3, audio_frame_weights=torch.ones(28))
+    assert rel_err(ones, case["video"]) < 1e-4
+    tokens = pipeline.encode_audio(inputs["audio_waveform"], 28, inputs["num_pad_audio_frames"])
+    pipeline.encode_audio = lambda *args, **kwargs: torch.zeros_like(tokens)  # the same call with silent tokens
+    try:
+        without_audio = pipeline(**inputs, latents=case["initial_latents"])
+    finally:
+        del pipeline.encode_audio
+    resting = pipeline(**inputs, latents=case["initial_latents"], context_batch_size=3, audio_frame_weights=torch.zeros(28))
+    assert rel_err(resting, without_audio) < 1e-4 and rel_err(resting, case["video"]) > 1e-3
+    with pytest.raises(ValueError, match="audio_frame_weights: \\(27,\\) weights for a video of 28 frames"):
+        pipeline(**inputs, audio_frame_weights=torch.ones(27))
 
 
 def test_deep_cache_reuses_the_deep_features_of_the_last_full_step(pipeline, inputs):

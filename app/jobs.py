@@ -11,20 +11,20 @@ and writes the identical video."""
 
 import json
 import os
+import shutil
 import socket
 import sqlite3
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from huey import PostgresHuey, SqliteHuey
 
-from modules.errors import VExpressError, first_line
+from modules.errors import VExpressError
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
-FINISHED = ("done", "failed", "cancelled")
+FINISHED = ("done", "failed", "cancelled")  # kept for --keep_hours, then removed
 TASK_NAME = "v_express.generate"
 SCHEMA_LOCK = 0x7645787072  # PostgreSQL advisory lock key held while the tables are made
 COLUMNS = ("id", "status", "phase", "step", "total", "eta", "created", "started", "finished", "heartbeat", "worker", "runs",
@@ -67,7 +67,6 @@ class Database:
     """A DB-API connection per call to `database`: sqlite:///path or postgresql://... Statements use `?`."""
 
     url: str
-    _local: threading.local = field(default_factory=threading.local, repr=False)
 
     @property
     def postgres(self) -> bool:
@@ -176,8 +175,6 @@ class JobStore:
         return job and job["status"]
 
     def remove(self, job_id: str) -> None:
-        import shutil
-
         self.db.execute("delete from vx_jobs where id = ?", (job_id,))
         shutil.rmtree(self.folder(job_id), ignore_errors=True)
 
@@ -233,8 +230,7 @@ class JobStore:
 
     def expire(self, keep_seconds: float) -> list[str]:
         """Remove finished jobs (rows and files) older than `keep_seconds`."""
-        rows, _ = self.db.execute("select id from vx_jobs where status in ('done', 'failed', 'cancelled') and finished < ?",
-                                  (time.time() - keep_seconds,))
+        rows, _ = self.db.execute(f"select id from vx_jobs where status in {FINISHED} and finished < ?", (time.time() - keep_seconds,))
         for (job_id,) in rows:
             self.remove(job_id)
         self.db.execute("delete from vx_workers where heartbeat < ?", (time.time() - max(keep_seconds, 86400),))

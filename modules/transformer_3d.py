@@ -26,13 +26,6 @@ class FrameConditions:
     audio_attention_weight: float = 1.0
     num_unconditional: int = 0
     reference_keep: torch.Tensor | None = None  # (conditional_batch * frames,)
-    audio_frame_weights: torch.Tensor | None = None  # (conditional_batch * frames,) in [0, 1]; None: 1 everywhere
-
-    def audio_frame_rows(self, like: torch.Tensor) -> torch.Tensor:
-        """audio_frame_weights for every row (batch * frames) of `like`, as (rows, 1, 1): the unconditional rows'
-        audio output is the no-audio output already, whatever their weight."""
-        ones = torch.ones(self.num_unconditional * self.num_frames, device=like.device, dtype=like.dtype)
-        return torch.cat([ones, self.audio_frame_weights.to(like.device, like.dtype)])[:, None, None]
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -82,11 +75,9 @@ class VExpressTransformerBlock(nn.Module):
         hidden_states = hidden_states + conditions.reference_attention_weight * self._conditioned(
             self.attn1_5, self.norm1_5(hidden_states), reference_kv, conditions, self._reference_attention
         )
-        audio = self._conditioned(self.attn2, self.norm2(hidden_states), conditions.audio_tokens, conditions, self._audio_attention)
-        if conditions.audio_frame_weights is not None:  # per frame, from the audio's output towards no audio's (weight 0)
-            without_audio = zero_context_output(self.attn2, audio)
-            audio = without_audio + conditions.audio_frame_rows(audio) * (audio - without_audio)
-        hidden_states = hidden_states + conditions.audio_attention_weight * audio
+        hidden_states = hidden_states + conditions.audio_attention_weight * self._conditioned(
+            self.attn2, self.norm2(hidden_states), conditions.audio_tokens, conditions, self._audio_attention
+        )
         return hidden_states + self.ff(self.norm3(hidden_states))
 
     @staticmethod

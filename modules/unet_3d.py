@@ -154,7 +154,6 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
         audio_attention_weight: float = 1.0,
         num_unconditional: int = 0,
         reference_keep: torch.Tensor | None = None,
-        audio_frame_weights: torch.Tensor | None = None,
         deep_cache: "DeepFeatureCache | None" = None,
     ) -> torch.Tensor:
         """
@@ -165,8 +164,6 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
         num_unconditional: the leading samples of the batch whose conditions are all zero
             (classifier-free guidance); the conditions above then cover only the samples after them.
         reference_keep: (conditional_batch * frames,) 1 to use the reference bank, 0 for a zero bank (training's dropout).
-        audio_frame_weights: (conditional_batch * frames,) in [0, 1]: each frame's audio-attention output moved from the
-            no-audio output (0, as training's audio dropout gives it) to the audio's (1, the published); None: 1.
         deep_cache: with `reuse` False this forward stores the input of the last up block in it; with `reuse` True only
             the shallow branch runs (conv_in, the first down block's layers, the last up block) on the stored input.
         Returns (batch, 4, frames, h, w).
@@ -174,7 +171,7 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
         batch, _, num_frames, height, width = sample.shape
         conditions = FrameConditions(
             num_frames, audio_tokens, reference_kv, reference_attention_weight, audio_attention_weight, num_unconditional,
-            reference_keep, audio_frame_weights,
+            reference_keep,
         )
         if audio_tokens is not None and audio_tokens.ndim == 4:
             conditions.audio_tokens = audio_tokens.flatten(0, 1)

@@ -66,7 +66,6 @@ class WindowConditions:
     guidance_scale: float
     reference_attention_weight: float
     audio_attention_weight: float
-    audio_frame_weights: torch.Tensor | None = None  # (L,) per frame of the video
 
 
 @dataclass
@@ -209,14 +208,11 @@ class VExpressPipeline(DiffusionPipeline):
                 deep_cache = DeepFeatureCache((cache.features if cache.guided == guided else cache.features.chunk(2)[1]).to(device), reuse=True)
             else:
                 deep_cache = DeepFeatureCache()
-        frame_weights = conditions.audio_frame_weights
-        if frame_weights is not None:  # each window's frames, in the audio tokens' order
-            frame_weights = torch.cat([frame_weights[w.start:w.stop] for w in windows]).to(device)
         unet_kwargs = dict(
             audio_tokens=torch.cat([conditions.audio_tokens[w.start:w.stop] for w in windows]).to(device),
             kps_features=torch.cat([self.encode_kps(conditions.kps_images, w, conditions.width, conditions.height) for w in windows]),
             reference_kv=conditions.reference_kv, reference_attention_weight=conditions.reference_attention_weight,
-            audio_attention_weight=conditions.audio_attention_weight, audio_frame_weights=frame_weights, deep_cache=deep_cache,
+            audio_attention_weight=conditions.audio_attention_weight, deep_cache=deep_cache,
         )
         if guided:
             unconditional, conditional = self.denoising_unet(
@@ -371,9 +367,9 @@ class VExpressPipeline(DiffusionPipeline):
         cache_interval N: DeepCache; on N - 1 of every N steps each batch of windows reuses its deep UNet features
             from the last full step and recomputes only the shallow branch.
         context_batch_size: windows per UNet call. decode_batch_frames: frames per VAE call (default: what fits).
-        audio_frame_weights: (video_length,) in [0, 1]: how far each frame's audio attention goes from the no-audio
-            output (0, what training's audio dropout taught) to the audio's (1); --mouth_in_silence rest gives 0 in
-            silences.
+        audio_frame_weights: (video_length,) in [0, 1] (--mouth_in_silence rest: 0 in silences): each run of frames
+            below 1 is given the audio tokens of its middle frame, one still condition for the pause, eased in by the
+            weights (`rest_in_silences`).
         resume_from: a DenoisingState to continue from. callback_on_step_end(pipeline, step, t, {"latents",
             "resumable"}) after every step; `resumable` says whether resuming after it gives the identical video.
         return_output: a VExpressPipelineOutput (the video or latents, seconds per phase, UNet calls) instead of
@@ -402,6 +398,8 @@ class VExpressPipeline(DiffusionPipeline):
             reference_kv = self.encode_reference(reference_image, width, height)
             clock.lap("reference")
             audio_tokens = self.encode_audio(audio_waveform, video_length, num_pad_audio_frames)
+            if audio_frame_weights is not None:
+                audio_tokens = rest_in_silences(audio_tokens, audio_frame_weights)
             clock.lap("audio")
             latent_device = torch.device("cpu") if save_gpu_memory else device
             if save_gpu_memory:
@@ -430,7 +428,7 @@ class VExpressPipeline(DiffusionPipeline):
             conditions = WindowConditions(
                 audio_tokens=audio_tokens, kps_images=kps_images, width=width, height=height, reference_kv=reference_kv,
                 guidance_scale=guidance_scale, reference_attention_weight=reference_attention_weight,
-                audio_attention_weight=audio_attention_weight, audio_frame_weights=audio_frame_weights,
+                audio_attention_weight=audio_attention_weight,
             )
             caches = {} if cache_interval > 1 else None  # batch index -> its CachedFeatures
             unet_calls = 0
@@ -457,6 +455,18 @@ class VExpressPipeline(DiffusionPipeline):
                 frames = self.decode_latents(latents, 1 if save_gpu_memory else decode_batch_frames)
                 clock.lap("decoding")
         return VExpressPipelineOutput(frames=frames, timings=timings, unet_calls=unet_calls) if return_output else frames
+
+
+def rest_in_silences(audio_tokens: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Audio tokens (L, queries, dim) with each run of frames of weight < 1 moved towards the tokens of its middle
+    frame: weight 0 takes them whole (one still condition for the whole pause), 1 keeps the frame's own."""
+    weights = weights.to(audio_tokens.device, audio_tokens.dtype)
+    target = audio_tokens.clone()
+    resting = torch.cat([torch.tensor([False]), (weights < 1).cpu(), torch.tensor([False])])
+    edges = torch.nonzero(resting[1:] != resting[:-1]).flatten().tolist()
+    for start, stop in zip(edges[::2], edges[1::2]):
+        target[start:stop] = audio_tokens[(start + stop) // 2]
+    return target + weights.reshape(-1, *[1] * (audio_tokens.ndim - 1)) * (audio_tokens - target)
 
 
 def _to_devices(value, timestep_device, latent_device):

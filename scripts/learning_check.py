@@ -70,10 +70,11 @@ def fit_vae(clips: list[dict], steps: int, out_dir: Path, seed: int = 0) -> Path
 
 
 def mouth_darkness(frame: np.ndarray, kps: np.ndarray) -> float:
-    """Fraction of mouth-coloured pixels (red, dark) in the window below the nose where the mouth should be."""
+    """Fraction of mouth-coloured pixels (red, dark) in the window around where the mouth is drawn (make_synthetic_dataset:
+    0.33 face radii below the nose, 0.36 radii across, up to 0.36 radii high; the eyes are 0.7 radii apart)."""
     eye_distance = np.linalg.norm(kps[1] - kps[0])
-    centre = kps[2] + np.array([0.0, 0.95 * eye_distance])
-    half = np.maximum(np.array([0.6, 0.5]) * eye_distance, 2).astype(int)
+    centre = kps[2] + np.array([0.0, 0.33 / 0.7 * eye_distance])
+    half = np.maximum(np.array([0.6, 0.55]) * eye_distance, 2).astype(int)
     x0, y0 = np.clip((centre - half).astype(int), 0, SIZE - 1)
     x1, y1 = np.clip((centre + half).astype(int) + 1, 1, SIZE)
     mouth = mouth_mask(frame[y0:y1, x0:x1])
@@ -156,15 +157,19 @@ def load_trained_pipeline(ckpts: Path, weights: dict[str, Path]):
 
 
 def load_clip(clip: dict) -> dict:
-    """The held-out clip's inputs, read once: its first frame (the portrait), its first frames' keypoints and its sound."""
+    """The held-out clip's inputs, read once: the portrait (its frame with the mouth most closed, as a portrait photo
+    usually is: with no audio the model gives the portrait's mouth) and its keypoints, the first frames' keypoints,
+    and its sound."""
     from PIL import Image
 
     from media.audio import load_audio
 
     frames, _ = read_video(clip["video"])
     length = min(len(frames), HELD_OUT_FRAMES)
-    kps = np.stack([face["kps"][:3] for face in load_face_info(clip["face_info"])])[:length]
-    return dict(reference=Image.fromarray(frames[0]), kps=kps, waveform=load_audio(clip["video"]), length=length)
+    all_kps = np.stack([face["kps"][:3] for face in load_face_info(clip["face_info"])])
+    portrait = int(np.argmin(np.load(Path(clip["video"]).with_name(Path(clip["video"]).stem + "_mouth_opening.npy"))))
+    return dict(reference=Image.fromarray(frames[portrait]), reference_kps=all_kps[portrait], kps=all_kps[:length],
+                waveform=load_audio(clip["video"]), length=length)
 
 
 def generate(pipeline, inputs: dict, steps: int, seed: int = 0, scheduler: str = "ddim", timings: dict | None = None, **mode) -> tuple[np.ndarray, np.ndarray]:
@@ -291,7 +296,7 @@ def lip_modes(inputs: dict, driver_kps: np.ndarray, opening: np.ndarray) -> dict
     from media.voice_activity import rest_weights
     from motion.plan import plan_keypoints
 
-    length, portrait_kps = inputs["length"], inputs["kps"][0]
+    length, portrait_kps = inputs["length"], inputs["reference_kps"]
     natural = plan_keypoints(portrait_kps, None, length, strategy="fix_face", head_motion="natural", waveform=inputs["waveform"], fps=FPS)
     similarity = plan_keypoints(portrait_kps, driver_kps, length, strategy="similarity_retarget")
     rest = torch.from_numpy(rest_weights(true_speech_segments(opening[:length]), length, FPS))
@@ -312,7 +317,7 @@ def compare_lip_modes(pipeline, inputs: dict, driver_kps: np.ndarray, opening: n
         timings = {}
         video, kps = generate(pipeline, {**inputs, **changes}, sampler["steps"], scheduler=sampler["scheduler"], timings=timings, **arguments)
         rows.append(dict(mode=name, denoising_seconds=timings["denoising"],
-                         **lip_pose_identity(video, kps, opening, inputs["waveform"], np.asarray(inputs["reference"]), inputs["kps"][0])))
+                         **lip_pose_identity(video, kps, opening, inputs["waveform"], np.asarray(inputs["reference"]), inputs["reference_kps"])))
     for row in rows:
         row["speedup"] = rows[0]["denoising_seconds"] / row["denoising_seconds"]
     return rows

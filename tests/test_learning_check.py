@@ -28,7 +28,7 @@ def test_lip_pose_and_identity_scores_of_the_truth_and_of_a_still_face():
     kps = np.stack([faces[0]["kps"][:3] for faces in face_info])
     truth = lip_pose_identity(frames, kps, opening, audio, frames[0], kps[0])
     still = lip_pose_identity(np.repeat(frames[:1], len(frames), axis=0), kps, opening, audio, frames[0], kps[0])
-    assert truth["lip_sync_correlation"] > 0.9 and still["lip_sync_correlation"] == 0.0
+    assert truth["lip_sync_correlation"] > 0.9 and still["lip_sync_correlation"] < 0.5
     assert truth["silent_lip_stability"] is not None and truth["silent_lip_opening"] < still["silent_lip_opening"] + 0.05
     assert truth["eye_error_px"] < 0.5 < 1.0 < still["eye_error_px"]
     assert truth["identity"] > 0.9 and truth["lip_sync"] < still["lip_sync"]

@@ -25,7 +25,7 @@ from modules.checkpoints import DTYPES, leftover_partials
 from modules.errors import VExpressError, first_line
 
 from media.audio import load_audio, resample
-from media.voice_activity import VAD_RATE, VoiceActivity, describe_rest, rest_weights
+from media.voice_activity import VAD_RATE, mouth_rest_weights
 from pipelines.speech import SAMPLING_RATE, receptive_field
 from pipelines.context import num_frames_for_audio, video_length
 from motion.keypoints import KpsImages, hand_placed_kps, load_kps_sequence
@@ -107,21 +107,13 @@ def check_request(request: GenerationRequest) -> CheckedInputs:
     inputs.duration = len(waveform) / audio_rate
     inputs.length = video_length(num_frames_for_audio(inputs.duration, request.fps), request.context_frames, request.context_overlap)
     if request.mouth_in_silence == "rest":
-        inputs.mouth_weights = mouth_rest_weights(request, inputs)
+        inputs.mouth_weights = mouth_rest_weights(resample(waveform, audio_rate, VAD_RATE).numpy(), inputs.length,
+                                                  inputs.length / inputs.duration, inputs.notes.append)
     frame_size = canvas_size(*portrait_size, request.max_output_side) if request.paste_back else (request.image_width, request.image_height)
     pixels = inputs.length * frame_size[0] * frame_size[1]
     latent_bytes = inputs.length * request.image_width * request.image_height // 64 * 4 * 4  # the resume state: float32 latents
     check_output_location(Path(request.output_path), int(pixels * BYTES_PER_OUTPUT_PIXEL) + latent_bytes + Path(request.audio_path).stat().st_size)
     return inputs
-
-
-def mouth_rest_weights(request, inputs: CheckedInputs) -> np.ndarray:
-    """--mouth_in_silence rest: 0 in the silences silero-vad finds, 1 in speech (media/voice_activity.py)."""
-    waveform = inputs.waveform if request.standard_audio_sampling_rate == VAD_RATE else resample(inputs.waveform[None], request.standard_audio_sampling_rate, VAD_RATE)[0]
-    fps = inputs.length / inputs.duration
-    weights = rest_weights(VoiceActivity().segments(waveform.numpy()), inputs.length, fps)
-    inputs.notes.append(describe_rest(weights, fps))
-    return weights
 
 
 def check_image(path: Path) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from media.audio import load_audio
 from pipelines.speech import SAMPLING_RATE
 from pipelines.context import num_frames_for_audio, video_length
 from media.face import FaceDetector, portrait_check_tasks
-from media.voice_activity import VoiceActivity, describe_rest, rest_weights
+from media.voice_activity import mouth_rest_weights
 from app.generation import plan_video_keypoints, prepare_portrait
 from motion.keypoints import draw_kps_image, hand_placed_kps, load_kps_sequence
 from motion.plan import MAX_HEAD_MOTION_STRENGTH
@@ -101,6 +101,5 @@ def plan_preview(args, say, face_model_path):
     kps, strategy = plan_video_keypoints(args, portrait, driving_kps, waveform, num_frames, fps, detector, say, hand_kps)
     mouth_weights = None
     if getattr(args, "mouth_in_silence", "published") == "rest" and waveform is not None:
-        mouth_weights = rest_weights(VoiceActivity().segments(waveform.numpy()), num_frames, fps)
-        say(describe_rest(mouth_weights, fps))
+        mouth_weights = mouth_rest_weights(waveform.numpy(), num_frames, fps, say)
     return kps.numpy(), fps, strategy, np.asarray(portrait.resize(size)), mouth_weights

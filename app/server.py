@@ -2,6 +2,7 @@
 by worker processes (app/job_worker.py) that share the database (app/jobs.py); this process only checks uploads
 and queues them."""
 
+import json
 import re
 import secrets
 import shutil
@@ -27,6 +28,7 @@ SUFFIXES = {
     "kps": (".pth", ".pt", ".npy", ".npz", ".json"),
 }
 UPLOAD_FIELDS = {"portrait": "reference_image_path", "audio": "audio_path", "driving_video": "reference_video", "kps": "kps_path"}
+FORM_FIELD_OF = {field: form for form, field in UPLOAD_FIELDS.items()}
 SERVER_SIDE = {"device", "gpu_id", "dtype", "test_stage", "compile", "do_multi_devices_inference", "c2pa_cert", "c2pa_key"}
 COORDINATES = re.compile(r"^[\d\s.,+-]+$")
 
@@ -48,8 +50,6 @@ class ServerConfig:
 
 def job_settings(text: str) -> dict:
     """The `settings` form field (a JSON object named like inference.py's flags) -> request fields; ApiError (400)."""
-    import json
-
     try:
         given = json.loads(text or "{}")
     except json.JSONDecodeError as error:
@@ -62,9 +62,8 @@ def job_settings(text: str) -> dict:
         field = flags.get(name.removeprefix("--"))
         if field is None:
             raise ApiError(400, f"settings: unknown setting {name!r}; settings are inference.py's flags without their dashes")
-        if field in UPLOAD_FIELDS.values():
-            upload = next(form for form, target in UPLOAD_FIELDS.items() if target == field)
-            raise ApiError(400, f"settings: {name} is a file; upload it as the {upload!r} form field")
+        if field in FORM_FIELD_OF:
+            raise ApiError(400, f"settings: {name} is a file; upload it as the {FORM_FIELD_OF[field]!r} form field")
         if (field in PER_VIDEO_FLAGS and field != "reference_kps") or field in SERVER_SIDE or field not in GenerationRequest.__dataclass_fields__:
             raise ApiError(400, f"settings: {name} is the server's (its command line sets it); leave it out")
         if field == "reference_kps" and value is not None and not COORDINATES.match(str(value)):
@@ -173,8 +172,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             except VExpressError as error:  # the CLI's message, with the upload's field for the server's path
                 message = str(error).strip().splitlines()[0]
                 for name, file_name in files.items():
-                    form_field = next(form for form, target in UPLOAD_FIELDS.items() if target == name)
-                    message = message.replace(str(staging / file_name), form_field)
+                    message = message.replace(str(staging / file_name), FORM_FIELD_OF[name])
                 raise ApiError(422, message.replace(str(staging / VIDEO_NAME), "the job's video")) from None
             folder = store.folder(job_id)
             staging.rename(folder)

@@ -92,6 +92,10 @@ def rest_weights(segments: list[tuple[float, float]], num_frames: int, fps: floa
     return weights
 
 
-def describe_rest(weights: np.ndarray, fps: float) -> str:
+def mouth_rest_weights(waveform_16k: np.ndarray, num_frames: int, fps: float, say) -> np.ndarray:
+    """--mouth_in_silence rest's weights for a video of `num_frames` at `fps` over the speech (mono, 16 kHz), from
+    silero-vad's segments; says how many frames rest."""
+    weights = rest_weights(VoiceActivity().segments(waveform_16k), num_frames, fps)
     resting = int((weights == 0).sum())
-    return f"note: --mouth_in_silence rest: the mouth rests on {resting} of {len(weights)} frames ({resting / fps:.1f} s of silence)"
+    say(f"note: --mouth_in_silence rest: the mouth rests on {resting} of {num_frames} frames ({resting / fps:.1f} s of silence)")
+    return weights

@@ -280,8 +280,8 @@ def lip_pose_identity(video: np.ndarray, driving_kps: np.ndarray, opening: np.nd
     rms = lips.rms_at_frames(np.asarray(waveform, np.float32), 16000, len(video), FPS)
     stability = lips.silent_lip_stability(gap, lips.long_silences(speech, FPS))
     portrait = face_crop(reference, reference_kps)
-    similarity = [float(face_crop(frame, kps) @ portrait / (np.linalg.norm(face_crop(frame, kps)) * np.linalg.norm(portrait) + 1e-8))
-                  for frame, kps in zip(video, driving_kps)]
+    crops = [face_crop(frame, kps) for frame, kps in zip(video, driving_kps)]
+    similarity = [float(crop @ portrait / (np.linalg.norm(crop) * np.linalg.norm(portrait) + 1e-8)) for crop in crops]
     follow = follow_scores(video, driving_kps, opening)
     return dict(lip_sync_correlation=follow["lip_sync_correlation"], lip_sync=lips.lip_sync(gap, rms, speech),
                 silent_lip_stability=stability and stability[0], silent_lip_opening=stability and stability[1],

@@ -446,7 +446,7 @@ class VideoGenerator:
                 guidance_interval=tuple(request.guidance_interval), cache_interval=request.cache_interval,
                 context_batch_size=request.context_batch_size, resume_from=resume_from,
                 callback_on_step_end=on_step_end if self.is_main else None, return_output=True,
-                audio_frame_weights=None if inputs.mouth_weights is None else torch.from_numpy(inputs.mouth_weights),
+                mouth_weights=None if inputs.mouth_weights is None else torch.from_numpy(inputs.mouth_weights),
             )
             latents = denoised.frames
             timings.update(denoised.timings, unet_calls=denoised.unet_calls)

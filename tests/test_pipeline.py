@@ -8,7 +8,7 @@ from PIL import Image
 
 from media.audio import load_audio
 from pipelines.loading import ModelPaths, load_pipeline
-from pipelines.pipeline_v_express import published_noise_generator, rest_in_silences
+from pipelines.pipeline_v_express import published_noise_generator, rest_in_silences, rest_noise
 from helpers.tiny import GOLDEN, GOLDEN_ARCH, GOLDEN_CKPTS, golden_case, rel_err
 
 CASES = GOLDEN / "cases"
@@ -102,14 +102,28 @@ def test_frames_of_a_silence_take_the_audio_tokens_of_its_middle_frame():
     assert rested.tolist() == [0, 1, 3, 4, 4, 4, 5, 7, 9, 9]
 
 
-def test_per_frame_audio_weights_of_one_are_the_published_video(pipeline, inputs):
+def test_frames_of_a_silence_start_from_the_noise_of_its_middle_frame():
+    """--mouth_in_silence rest's second half: one initial noise per pause, so the pause's mouth is drawn once."""
+    noise = torch.randn(1, 4, 10, 64, 64, generator=torch.Generator().manual_seed(0))
+    weights = torch.tensor([1, 1, 0.5, 0, 0, 0, 0.5, 1, 0, 0])
+    rested = rest_noise(noise, weights)
+    for frame in (0, 1, 7):
+        assert torch.equal(rested[:, :, frame], noise[:, :, frame])
+    for frame in (3, 4, 5):
+        assert torch.equal(rested[:, :, frame], noise[:, :, 4])
+    assert torch.equal(rested[:, :, 8], noise[:, :, 9]) and torch.equal(rested[:, :, 9], noise[:, :, 9])
+    assert torch.allclose(rested[:, :, 2], 0.5 * noise[:, :, 2] + 0.75**0.5 * noise[:, :, 4])
+    assert abs(float(rested[:, :, 2].std()) - 1) < 0.02  # still unit-variance noise halfway in
+
+
+def test_mouth_weights_of_one_are_the_published_video(pipeline, inputs):
     case = golden_case("pipeline")
-    ones = pipeline(**inputs, latents=case["initial_latents"], context_batch_size=3, audio_frame_weights=torch.ones(28))
+    ones = pipeline(**inputs, latents=case["initial_latents"], context_batch_size=3, mouth_weights=torch.ones(28))
     assert rel_err(ones, case["video"]) < 1e-4
-    resting = pipeline(**inputs, latents=case["initial_latents"], audio_frame_weights=torch.cat([torch.ones(8), torch.zeros(20)]))
+    resting = pipeline(**inputs, latents=case["initial_latents"], mouth_weights=torch.cat([torch.ones(8), torch.zeros(20)]))
     assert rel_err(resting, case["video"]) > 1e-3
-    with pytest.raises(ValueError, match="audio_frame_weights: \\(27,\\) weights for a video of 28 frames"):
-        pipeline(**inputs, audio_frame_weights=torch.ones(27))
+    with pytest.raises(ValueError, match="mouth_weights: \\(27,\\) weights for a video of 28 frames"):
+        pipeline(**inputs, mouth_weights=torch.ones(27))
 
 
 def test_deep_cache_reuses_the_deep_features_of_the_last_full_step(pipeline, inputs):

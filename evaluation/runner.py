@@ -17,9 +17,10 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from evaluation import face_metrics, lip_sync, lips
+from evaluation import distributions, face_metrics, lip_sync, lips
 from evaluation.ffmpeg import ffmpeg_version
 from evaluation.errors import EvaluationError, MissingWeightsError
+from evaluation.frechet import frechet_distance
 from evaluation.weights import WEIGHTS_DIR
 from modules.checkpoints import atomic_path, file_sha256
 from modules.errors import VExpressError, one_line
@@ -135,7 +136,24 @@ def versions() -> dict[str, str]:
     return found
 
 
-def _summarise(rows: list[dict], track_scores: dict[str, list], weights: dict, skipped: list[str]) -> dict:
+def _distribution_scores(features: dict[tuple[str, str], list[np.ndarray]], skipped: list[str]) -> dict:
+    """FID over all frames and FVD over all clips: the generated set against the ground-truth set (what is missing
+    or too little is one skip line)."""
+    scores = {}
+    for metric, unit in (("fid", "frames"), ("fvd", "clips")):
+        generated, truth = features.get(("generated", metric)), features.get(("ground_truth", metric))
+        if generated is None or truth is None:
+            continue
+        generated, truth = np.concatenate(generated), np.concatenate(truth)
+        scores[f"{metric}_{unit}"] = [len(generated), len(truth)]
+        try:
+            scores[metric] = frechet_distance(generated, truth)
+        except EvaluationError as error:
+            skipped.append(f"{metric.upper()}: {error}")
+    return scores
+
+
+def _summarise(rows: list[dict], track_scores: dict[str, list], weights: dict, skipped: list[str], distribution: dict | None = None) -> dict:
     """Sync-C / Sync-D over every face track of every scored video of a kind (as the field's
     all_scores.txt averages), and the video counts."""
     metrics = {}
@@ -152,8 +170,9 @@ def _summarise(rows: list[dict], track_scores: dict[str, list], weights: dict, s
             values = [row[key] for row in kind_rows if row.get(key) not in (None, "")]
             metrics[kind][key] = float(np.mean(values)) if values else None
     lips.summary_scores(metrics)  # each kind's lip means against the ground-truth videos' (THEval's GT row)
-    return {"metrics": metrics, "skipped": skipped, "weights": weights, "versions": versions(),
-            "protocol": lip_sync.__doc__.strip(), "face_protocol": face_metrics.__doc__.strip(), "lip_protocol": lips.__doc__.strip()}
+    return {"metrics": metrics, "distribution": distribution or {}, "skipped": skipped, "weights": weights, "versions": versions(),
+            "protocol": lip_sync.__doc__.strip(), "face_protocol": face_metrics.__doc__.strip(), "lip_protocol": lips.__doc__.strip(),
+            "distribution_protocol": distributions.__doc__.strip()}
 
 
 def markdown(summary: dict) -> str:
@@ -167,6 +186,7 @@ def markdown(summary: dict) -> str:
               "video's size; 'no face': the fraction of frames without one) and CSIM: means over the videos that have them "
               "(evaluation/face_metrics.py).", ""]
     lines += _lip_table(summary["metrics"])
+    lines += _distribution_table(summary.get("distribution", {}))
     lines += [*[f"- skipped: {line}" for line in summary["skipped"]], ""] if summary["skipped"] else []
     lines += ["| weights | SHA-256 |", "|---|---|", *[f"| {name} | `{digest}` |" for name, digest in summary["weights"].items()], ""]
     lines += ["| software | version |", "|---|---|", *[f"| {name} | {value} |" for name, value in summary["versions"].items()]]
@@ -184,6 +204,14 @@ def _lip_table(metrics: dict) -> list[str]:
         lines.append(f"| {kind} | {' | '.join(cells)} |")
     return lines + ["", "Lip metrics (THEval's definitions, evaluation/lips.py): means over the videos that have them; "
                     "'vs GT' is 1 - |mean - GT mean| / |GT mean| (1 is the ground truth's own value).", ""]
+
+
+def _distribution_table(scores: dict) -> list[str]:
+    if not scores:
+        return []
+    cell = lambda metric, unit: "–" if metric not in scores else f"{scores[metric]:.2f} ({scores[f'{metric}_{unit}'][0]} vs {scores[f'{metric}_{unit}'][1]} {unit})"  # noqa: E731
+    return ["| generated vs ground truth | FID ↓ | FVD ↓ |", "|---|---|---|", f"| all videos | {cell('fid', 'frames')} | {cell('fvd', 'clips')} |", "",
+            "FID: every frame, pytorch-fid's Inception; FVD: consecutive 16-frame clips, VideoGPT's I3D (evaluation/distributions.py).", ""]
 
 
 def write_report(report: Report, out_dir: str | Path) -> None:
@@ -232,14 +260,34 @@ def _load_lip_models(face_models_dir, weights: dict, skipped: list, say) -> lips
     return models
 
 
+def _load_distribution_networks(weights_dir, items: list[VideoItem], device: str, weights: dict, skipped: list, say):
+    """The FID and FVD networks; each one whose weights are missing is skipped with one line, and both when no
+    video has a ground truth to compare with."""
+    if not any(item.ground_truth is not None for item in items):
+        skipped.append("FID/FVD: they compare the generated set with the ground-truth set; give --ground_truth")
+        say(f"skipping {skipped[-1]}")
+        return None
+    loaded = {}
+    for metric, name in distributions.WEIGHT_FILES.items():
+        try:
+            loaded[metric] = distributions.load_network(metric, weights_dir)
+            weights[name] = file_sha256(Path(weights_dir) / name)
+        except VExpressError as error:
+            skipped.append(f"{metric.upper()}: {error}")
+            say(f"skipping {metric.upper()}: {error}")
+    return distributions.DistributionNetworks(loaded.get("fid"), loaded.get("fvd"), device) if loaded else None
+
+
 def evaluate_videos(
     source: str | Path, out_dir: str | Path, ground_truth=None, references=None, kps=None,
     weights_dir: str | Path = WEIGHTS_DIR, say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
-    face_models_dir: str | Path = face_metrics.FACE_MODELS_DIR, lip_metrics: bool = True,
+    face_models_dir: str | Path = face_metrics.FACE_MODELS_DIR, lip_metrics: bool = True, distribution_metrics: bool = True,
+    device: str = "cpu",
 ) -> Report:
     """Score every video of `source` (and its ground truth, when given); write and return the report.
     `face_models_dir` is the folder holding models/buffalo_l/ (det_10g.onnx for KpsDis, w600k_r50.onnx for CSIM,
-    2d106det.onnx for the lip metrics, which `lip_metrics=False` leaves out)."""
+    2d106det.onnx for the lip metrics, which `lip_metrics=False` leaves out). FID and FVD (`distribution_metrics`)
+    compare all generated videos with all ground-truth videos, their networks on `device`."""
     items = collect_videos(source, ground_truth, references, kps)
     skipped, weights = [], {}
     try:
@@ -252,12 +300,14 @@ def evaluate_videos(
         say(f"skipping Sync-C/Sync-D: {error}")
     faces, with_kps = _load_face_models(face_models_dir, weights, skipped, say)
     lip_models = _load_lip_models(face_models_dir, weights, skipped, say) if lip_metrics else None
+    networks_of_sets = _load_distribution_networks(weights_dir, items, device, weights, skipped, say) if distribution_metrics else None
+    set_features = {}  # (kind, "fid" | "fvd") -> [features of each video]
     jobs = [(item, "generated", item.path) for item in items]
     jobs += [(item, "ground_truth", item.ground_truth) for item in items if item.ground_truth is not None]
     rows, track_scores, lip_scores = [], {}, {}
     for item, kind, path in tqdm(jobs, desc="videos", unit="video"):
         name, start = item.name, time.perf_counter()
-        if networks is None and faces is None and lip_models is None:
+        if networks is None and faces is None and lip_models is None and networks_of_sets is None:
             rows.append({"video": name, "kind": kind, "path": str(path), "status": "skipped", "message": "no metric to compute"})
             continue
         try:
@@ -270,11 +320,15 @@ def evaluate_videos(
                     faces, path, kps_file=item.kps, ground_truth=item.ground_truth, reference=item.reference,
                     kps=with_kps and kind == "generated")
             lip = lips.score_video(lip_models, path) if lip_models is not None else None
+            frame_features, clip_features = networks_of_sets.video_features(path) if networks_of_sets is not None else (None, None)
         except Exception as error:  # noqa: BLE001 -- a bad video is one error row; the others go on
             rows.append(_row(name, kind, path, None, time.perf_counter() - start, "error", one_line(error)))
             continue
         if scores is not None:
             track_scores.setdefault(kind, []).extend(scores)
+        for metric, found in (("fid", frame_features), ("fvd", clip_features)):
+            if found is not None:
+                set_features.setdefault((kind, metric), []).append(found)
         row = _row(name, kind, path, scores, time.perf_counter() - start)
         if face_scores is not None:
             row.update(face_scores.columns())
@@ -288,6 +342,6 @@ def evaluate_videos(
         if (id(item), "generated") in lip_scores and (id(item), "ground_truth") in lip_scores:
             (generated, row), (truth, _) = lip_scores[id(item), "generated"], lip_scores[id(item), "ground_truth"]
             row.update(generated.against(truth))
-    report = Report(rows, _summarise(rows, track_scores, weights, skipped))
+    report = Report(rows, _summarise(rows, track_scores, weights, skipped, _distribution_scores(set_features, skipped)))
     write_report(report, out_dir)
     return report

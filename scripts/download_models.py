@@ -4,13 +4,14 @@
     python scripts/download_models.py --include v-express insightface_models
     python scripts/download_models.py --check                          # only verify ./model_ckpts
     python scripts/download_models.py --repo_id ./V-Express            # from a git clone of the Hub repository
-    python scripts/download_models.py --include evaluation             # scripts/evaluate.py's SyncNet and S3FD
+    python scripts/download_models.py --include evaluation             # scripts/evaluate.py's networks
 
 Parts: v-express (the five networks), stable-diffusion-v1-5 (UNet config), sd-vae-ft-mse (VAE),
 wav2vec2-base-960h (audio encoder), insightface_models (face detector, and the ArcFace model CSIM uses), and,
-only when asked for, evaluation (syncnet_v2.model, sfd_face.pth and the demo video example.avi, from the
-official SyncNet site into model_ckpts/evaluation/, checked against their published size and SHA-256 where
-known). Interrupted Hub downloads resume where they stopped when run again. Files reach their final place only
+only when asked for, evaluation (syncnet_v2.model, sfd_face.pth and the demo video example.avi from the
+official SyncNet site, pt_inception-2015-12-05-6726825d.pth from pytorch-fid's release and i3d_pretrained_400.pt
+from VideoGPT's Google Drive, into model_ckpts/evaluation/, checked against their published size and SHA-256
+where known). Interrupted Hub downloads resume where they stopped when run again. Files reach their final place only
 once complete; the check at the end says what is missing, if anything (--check lists the evaluation's files
 too, as optional).
 """

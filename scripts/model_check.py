@@ -47,10 +47,13 @@ def check_model_folder(folder, parts=None, load=True) -> list[FileCheck]:
 def _evaluation_rows(folder: Path, optional: bool, load: bool) -> list[FileCheck]:
     """model_ckpts/evaluation/'s files: present, size, published size and SHA-256 (where known) and, for the
     networks (`load`), whether they load strictly."""
+    from evaluation.distributions import I3D_FILE, INCEPTION_FILE
+    from evaluation.i3d import I3D
+    from evaluation.inception_fid import FIDInceptionV3
     from evaluation.s3fd import S3FD
     from evaluation.syncnet import SyncNet
 
-    networks = {"syncnet_v2.model": SyncNet, "sfd_face.pth": S3FD}
+    networks = {"syncnet_v2.model": SyncNet, "sfd_face.pth": S3FD, INCEPTION_FILE: FIDInceptionV3, I3D_FILE: I3D}
     rows = []
     for name in evaluation_weights.SOURCES:
         path = folder / evaluation_weights.PART / name

@@ -72,12 +72,15 @@ def test_a_clone_without_a_part_is_an_error(hub_clone, tmp_path):
     assert result.returncode == 1 and "has no files for sd-vae-ft-mse" in result.stderr
 
 
-def test_evaluation_weights_offline_check_and_verified_download(tmp_path, monkeypatch):
+def test_evaluation_weights_offline_check_and_verified_download(tmp_path, monkeypatch, capsys):
     """--include evaluation: the usual one-line message offline, the files reported by --check (optional unless
-    asked for), and a download that only ever leaves a verified file (file:// URLs stand in for the official site)."""
+    asked for), and a download that only ever leaves a verified file (file:// URLs stand in for the official sites)."""
     import torch
 
     from evaluation import weights
+    from evaluation.distributions import I3D_FILE, INCEPTION_FILE
+    from evaluation.i3d import I3D
+    from evaluation.inception_fid import FIDInceptionV3
     from evaluation.s3fd import S3FD
     from evaluation.syncnet import SyncNet
 
@@ -96,6 +99,8 @@ def test_evaluation_weights_offline_check_and_verified_download(tmp_path, monkey
     torch.save(SyncNet().state_dict(), source / "syncnet_v2.model")
     torch.save(S3FD().state_dict(), source / "sfd_face.pth")
     (source / "example.avi").write_bytes(b"demo")
+    torch.save(FIDInceptionV3().state_dict(), source / INCEPTION_FILE)
+    torch.save(I3D().state_dict(), source / I3D_FILE)
     monkeypatch.setattr(weights, "SOURCES", {name: (source / name).as_uri() for name in weights.SOURCES})
     size = (source / "sfd_face.pth").stat().st_size
     monkeypatch.setitem(weights.PUBLISHED, "sfd_face.pth", (size + 1, None))  # a known size the file does not have
@@ -103,13 +108,23 @@ def test_evaluation_weights_offline_check_and_verified_download(tmp_path, monkey
         weights.download(weights.SOURCES["sfd_face.pth"], out / "evaluation" / "sfd_face.pth")
     assert not (out / "evaluation" / "sfd_face.pth").exists() and not list(out.rglob("*partial*"))
     monkeypatch.setitem(weights.PUBLISHED, "sfd_face.pth", (size, file_sha256(source / "sfd_face.pth")))
+    # pytorch-fid's file name carries the first 8 hex digits of its SHA-256: another file is refused
+    with pytest.raises(weights.WeightsError, match=r"pt_inception-2015-12-05-6726825d\.pth: downloaded file failed its check \(SHA-256 differs"):
+        weights.download(weights.SOURCES[INCEPTION_FILE], out / "evaluation" / INCEPTION_FILE)
+    monkeypatch.setitem(weights.PUBLISHED, INCEPTION_FILE, (None, file_sha256(source / INCEPTION_FILE)[:8]))
     for name, url in weights.SOURCES.items():
         weights.download(url, out / "evaluation" / name)
     assert (out / "evaluation" / "sfd_face.pth").read_bytes() == (source / "sfd_face.pth").read_bytes()
 
+    # In this process, where the stand-in Inception file's digest is the published one: every file loads strictly.
+    from scripts import download_models
+
+    assert download_models.main(["--check", "--local_dir", str(out), "--include", "evaluation"]) == 0
+    stdout = capsys.readouterr().out
+    assert "all 5 files present and loadable" in stdout
+    assert any(line.startswith(f"evaluation/{I3D_FILE}") and line.endswith("ok") for line in stdout.splitlines())
     check = run_cli("scripts/download_models.py", "--check", "--local_dir", out, "--include", "evaluation")
-    assert check.returncode == 0, check.stdout + check.stderr
-    assert "all 3 files present and loadable" in check.stdout
+    assert check.returncode == 1 and any(line.startswith(f"evaluation/{INCEPTION_FILE}") and "SHA-256 differs" in line for line in check.stdout.splitlines())
     assert any(line.startswith("evaluation/syncnet_v2.model") and line.endswith("ok") for line in check.stdout.splitlines())
     torch.save({"wrong": torch.zeros(1)}, out / "evaluation" / "syncnet_v2.model")
     check = run_cli("scripts/download_models.py", "--check", "--local_dir", out)  # default: generation parts + evaluation as optional

@@ -2,7 +2,6 @@
 random weights by its README's recipe), strict weight loading, and scripts/evaluate.py end to end."""
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -13,12 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation import ffmpeg, sync_score, tracking
+from evaluation import distributions, ffmpeg, sync_score, tracking
+from evaluation.i3d import I3D
+from evaluation.inception_fid import FIDInceptionV3
 from evaluation.s3fd import S3FD, detect_faces, preprocess
 from evaluation.syncnet import SyncNet
 from evaluation.errors import MissingWeightsError, WeightsError
 from evaluation.weights import load_strict
 from scripts.benchmarks.scoring import firing_detector  # random S3FD that finds the whole 128x128 frame
+from tests.helpers.seeded_weights import draw_weights, signal_keeping_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "evaluation"
@@ -27,25 +29,6 @@ pytestmark = pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"golden fixtures no
 
 def cases() -> dict:
     return json.loads((GOLDEN / "cases.json").read_text())["cases"]
-
-
-def draw_weights(network: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """The golden README's recipe: walk the state dict in order, filling each tensor from one generator."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in network.state_dict().items():
-            if name.endswith("num_batches_tracked"):
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(0.5 + torch.rand(tensor.shape, generator=generator))
-            elif name.endswith("running_mean"):
-                tensor.copy_(0.1 * torch.randn(tensor.shape, generator=generator))
-            elif tensor.dim() == 1:
-                noise = 0.1 * torch.randn(tensor.shape, generator=generator)
-                tensor.copy_(1.0 + noise if name.endswith("weight") else noise)
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) / math.sqrt(tensor[0].numel()))
-    return network.eval()
 
 
 def relative_l2(actual, expected) -> float:
@@ -177,7 +160,7 @@ def test_missing_weights_skip_the_metric(tmp_path):
     said = []
     weights = tmp_path / "model_ckpts" / "evaluation"
     report = evaluate_videos(tmp_path / "videos", tmp_path / "out", weights_dir=weights, face_models_dir=tmp_path / "none", say=said.append)
-    assert [line.split(":")[0] for line in said] == ["skipping Sync-C/Sync-D", "skipping KpsDis", "skipping CSIM", "skipping lip metrics"]
+    assert [line.split(":")[0] for line in said] == ["skipping Sync-C/Sync-D", "skipping KpsDis", "skipping CSIM", "skipping lip metrics", "skipping FID/FVD"]
     assert report.rows[0]["status"] == "skipped"
     detector = tmp_path / "none" / "models" / "buffalo_l" / "det_10g.onnx"
     assert report.summary["skipped"] == [
@@ -185,7 +168,8 @@ def test_missing_weights_skip_the_metric(tmp_path):
         f"--local_dir {tmp_path / 'model_ckpts'}",
         f"KpsDis: {detector}: missing; get it with: python scripts/download_models.py --include insightface_models",
         f"CSIM: {detector}: missing; get it with: python scripts/download_models.py --include insightface_models",
-        f"lip metrics: {detector}: missing; get it with: python scripts/download_models.py --include insightface_models"]
+        f"lip metrics: {detector}: missing; get it with: python scripts/download_models.py --include insightface_models",
+        "FID/FVD: they compare the generated set with the ground-truth set; give --ground_truth"]
     assert (tmp_path / "out" / "scores.csv").is_file() and (tmp_path / "out" / "summary.md").is_file()
 
 
@@ -208,6 +192,8 @@ def test_evaluate_script_end_to_end(syncnet, s3fd, tmp_path):
     weights.mkdir(parents=True)
     torch.save(syncnet.state_dict(), weights / "syncnet_v2.model")
     torch.save(firing_detector(s3fd), weights / "sfd_face.pth")
+    torch.save(signal_keeping_weights(FIDInceptionV3(), 0).state_dict(), weights / distributions.INCEPTION_FILE)
+    torch.save(signal_keeping_weights(I3D(), 1).state_dict(), weights / distributions.I3D_FILE)
     for folder, seed in (("generated", 0), ("ground_truth", 1)):
         (tmp_path / folder).mkdir()
         write_test_video(tmp_path / folder / "clip.mp4", frames=110, seed=seed)
@@ -232,6 +218,13 @@ def test_evaluate_script_end_to_end(syncnet, s3fd, tmp_path):
     assert len(summary["weights"]["sfd_face.pth"]) == 64 and summary["versions"]["python_speech_features"] == "0.6"
     assert summary["versions"]["ffmpeg"].startswith("ffmpeg version")
     assert "| generated | 2 | 1 | 1 | 1 |" in (tmp_path / "out" / "summary.md").read_text()
+    # FID over every frame and FVD over every 16-frame clip, the generated set against the ground truth's: the two
+    # videos share their pictures (only their sound differs), so both distances are zero
+    distribution = summary["distribution"]
+    assert distribution["fid_frames"] == [110, 110] and distribution["fvd_clips"] == [6, 6]
+    assert abs(distribution["fid"]) < 1e-4 and abs(distribution["fvd"]) < 1e-4
+    assert len(summary["weights"][distributions.I3D_FILE]) == 64 and "16-frame clips" in summary["distribution_protocol"]
+    assert f"| all videos | {distribution['fid']:.2f} (110 vs 110 frames) | {distribution['fvd']:.2f} (6 vs 6 clips) |" in (tmp_path / "out" / "summary.md").read_text()
 
 
 def test_videos_come_from_a_folder_or_a_manifest_matched_by_stem(tmp_path):

@@ -89,8 +89,8 @@ class GenerationRequest:
     kps_fit: str = setting("stretch", f"how a driving sequence covers the video (default stretch, published; the others {CHANGES_NUMBERS})", group=MOTION, video=True, choices=KPS_FITS)
     head_motion: str = setting("none", f"natural: a speech-driven head motion for a still portrait ({CHANGES_NUMBERS})", group=MOTION, video=True, choices=HEAD_MOTIONS)
     head_motion_strength: float = setting(1.0, "scales --head_motion natural", group=MOTION, video=True, range=(0.0, MAX_HEAD_MOTION_STRENGTH))
-    mouth_in_silence: str = setting("published", f"rest: each silence of 0.3 s or more that voice-activity detection finds is given one still "
-                                    f"audio condition (its middle frame's), eased into and out of ({CHANGES_NUMBERS})",
+    mouth_in_silence: str = setting("published", f"rest: each silence of 0.3 s or more that voice-activity detection finds is drawn from one "
+                                    f"still condition (its middle frame's audio tokens and noise), eased into and out of ({CHANGES_NUMBERS})",
                                     group=MOTION, video=True, choices=MOUTHS_IN_SILENCE)
 
     preset: str = setting("published", f"scheduler, steps, guidance interval and cache together ({CHANGES_NUMBERS} unless published)", group=SPEED, video=True, choices=tuple(PRESETS))

@@ -87,35 +87,28 @@ def test_published_files_load_without_batch_counts_and_misfits_name_the_file(tmp
         distributions.load_network("fvd", tmp_path)
 
 
-@pytest.fixture(scope="module")
-def networks() -> distributions.DistributionNetworks:
-    return distributions.DistributionNetworks(signal_keeping_weights(FIDInceptionV3(), 0), signal_keeping_weights(I3D(), 1))
-
-
-@pytest.fixture(scope="module")
-def noisy_videos(tmp_path_factory) -> dict[float, Path]:
-    """A 32-frame 64x64 video of a drifting pattern, and the same with Gaussian pixel noise of two strengths."""
-    folder = tmp_path_factory.mktemp("videos")
+def noisy_videos(folder: Path, frames: int) -> dict[float, Path]:
+    """A 64x64 video of a drifting pattern, and the same with Gaussian pixel noise of two strengths."""
     y, x = np.mgrid[:64, :64]
     clean = np.stack([np.stack([128 + 60 * np.sin((x + 2 * t) / 9.0) * np.cos(y / 11.0), 100 + 50 * np.cos((y - t) / 7.0),
-                                np.full_like(x, 90.0)], axis=-1) for t in range(32)])
+                                np.full_like(x, 90.0)], axis=-1) for t in range(frames)])
     rng = np.random.default_rng(0)
     paths = {}
     for sigma in (0.0, 15.0, 45.0):
         paths[sigma] = folder / f"noise_{int(sigma)}.mp4"
-        frames = np.clip(clean + sigma * rng.standard_normal(clean.shape), 0, 255).astype(np.uint8)
-        write_video(paths[sigma], frames, 25)
+        write_video(paths[sigma], np.clip(clean + sigma * rng.standard_normal(clean.shape), 0, 255).astype(np.uint8), 25)
     return paths
 
 
-def test_fid_and_fvd_are_zero_on_the_same_video_and_grow_with_noise(networks, noisy_videos):
-    features = {sigma: networks.video_features(path) for sigma, path in noisy_videos.items()}
-    frames, clips = features[0.0]
-    assert frames.shape == (32, 2048) and clips.shape == (2, 400)  # every frame; two 16-frame clips
-    fid = [frechet_distance(features[sigma][0], frames) for sigma in (0.0, 15.0, 45.0)]
-    fvd = [frechet_distance(features[sigma][1], clips) for sigma in (0.0, 15.0, 45.0)]
-    assert abs(fid[0]) < 1e-6 * fid[1] and 0 < fid[1] < fid[2], fid
-    assert abs(fvd[0]) < 1e-6 * fvd[1] and 0 < fvd[1] < fvd[2], fvd
+@pytest.mark.parametrize("metric, frames, shape", [("fid", 8, (8, 2048)), ("fvd", 32, (2, 400))])
+def test_fid_and_fvd_are_zero_on_the_same_video_and_grow_with_noise(metric, frames, shape, tmp_path):
+    """FID: every frame's features; FVD: one per 16-frame clip. Random weights that keep the input's signal."""
+    networks = (distributions.DistributionNetworks(signal_keeping_weights(FIDInceptionV3(), 0), None) if metric == "fid"
+                else distributions.DistributionNetworks(None, signal_keeping_weights(I3D(), 1)))
+    features = {sigma: networks.video_features(path)[0 if metric == "fid" else 1] for sigma, path in noisy_videos(tmp_path, frames).items()}
+    assert features[0.0].shape == shape
+    distance = [frechet_distance(features[sigma], features[0.0]) for sigma in (0.0, 15.0, 45.0)]
+    assert abs(distance[0]) < 1e-6 * distance[1] and 0 < distance[1] < distance[2], distance
 
 
 def test_fvd_clips_resize_the_shorter_side_and_crop_the_centre():

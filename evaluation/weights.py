@@ -71,6 +71,8 @@ def download(url: str, path: str | Path, timeout: float = 60) -> None:
     try:
         with atomic_path(path) as partial:
             with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as file:
+                if response.headers.get_content_type() == "text/html":  # a sign-in or warning page (Google Drive's), not the file
+                    raise WeightsError(f"{url}: the host answered with a web page, not the file; open the URL in a browser and save it as {path}")
                 for chunk in iter(lambda: response.read(2**20), b""):
                     file.write(chunk)
             problem = verify(partial, path.name)

@@ -108,6 +108,11 @@ def test_evaluation_weights_offline_check_and_verified_download(tmp_path, monkey
         weights.download(weights.SOURCES["sfd_face.pth"], out / "evaluation" / "sfd_face.pth")
     assert not (out / "evaluation" / "sfd_face.pth").exists() and not list(out.rglob("*partial*"))
     monkeypatch.setitem(weights.PUBLISHED, "sfd_face.pth", (size, file_sha256(source / "sfd_face.pth")))
+    # A web page instead of the file (Google Drive's warning page, say) is refused, and nothing is left behind
+    (source / "page.html").write_text("<html>sign in</html>")
+    with pytest.raises(weights.WeightsError, match=r"page\.html: the host answered with a web page, not the file; open the URL in a browser"):
+        weights.download((source / "page.html").as_uri(), out / "evaluation" / I3D_FILE)
+    assert not (out / "evaluation" / I3D_FILE).exists() and not list(out.rglob("*partial*"))
     # pytorch-fid's file name carries the first 8 hex digits of its SHA-256: another file is refused
     with pytest.raises(weights.WeightsError, match=r"pt_inception-2015-12-05-6726825d\.pth: downloaded file failed its check \(SHA-256 differs"):
         weights.download(weights.SOURCES[INCEPTION_FILE], out / "evaluation" / INCEPTION_FILE)

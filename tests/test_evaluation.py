@@ -329,7 +329,7 @@ def test_kps_dis_is_zero_on_its_own_keypoints_and_grows_with_a_known_offset(tmp_
     assert rows["moved"]["kps_dis"] == pytest.approx(8, abs=0.5)
     # Every other frame's keypoints stretched over 12 frames: the 11 frames with a face are within a step of 8 px.
     assert rows["stretched"]["kps_missing"] == pytest.approx(1 / 12) and 0 < rows["stretched"]["kps_dis"] < 8
-    assert [line.split(":")[0] for line in said] == ["skipping Sync-C/Sync-D", "skipping CSIM", "skipping lip metrics"]
+    assert [line.split(":")[0] for line in said] == ["skipping Sync-C/Sync-D", "skipping CSIM", "skipping lip metrics", "skipping FID/FVD"]
     assert "w600k_r50.onnx: missing; get it with: python scripts/download_models.py --include insightface_models" in said[1]
 
     # No keypoint file: the ground truth's keypoints (detected, as the generated frames') are the target.
@@ -369,7 +369,7 @@ def test_csim_is_one_on_the_reference_itself_and_less_on_another_face(tmp_path):
                              face_models_dir=root, say=said.append, lip_metrics=False)
     rows = {row["video"]: row for row in report.rows}
     assert rows["clip"]["csim"] == pytest.approx(1.0, abs=1e-5) and rows["other"]["csim"] < 0.99
-    assert len(said) == 1 and rows["clip"]["status"] == "ok"  # Sync-C/D skipped; the lip metrics not asked for
+    assert len(said) == 2 and rows["clip"]["status"] == "ok"  # Sync-C/D and FID/FVD (no ground truth) skipped; the lip metrics not asked for
     assert len(report.summary["weights"]["w600k_r50.onnx"]) == 64
 
     # A reference without a face leaves CSIM empty, with a note; the row is still scored.

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from modules.checkpoints import DTYPES, leftover_partials
-from modules.errors import VExpressError, first_line
+from modules.errors import first_line
 
 from media.audio import load_audio, resample
 from media.voice_activity import VAD_RATE, mouth_rest_weights

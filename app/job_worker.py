@@ -104,7 +104,8 @@ class JobWorker:
                     raise JobCancelled("cancelled")
 
             report = self.generator.generate(request, progress=progress)
-            summary = dict(lines=report.summary(), frames=report.frames_written, fps=report.fps, seconds_of_audio=report.duration,
+            lines = [line.replace(str(report.output_path), f"/v1/jobs/{job_id}/video") for line in report.summary()]  # the API's path, not the server's
+            summary = dict(lines=lines, frames=report.frames_written, fps=report.fps, seconds_of_audio=report.duration,
                            size=list(report.size), seconds=round(time.monotonic() - started, 3),
                            timings={k: round(v, 3) if isinstance(v, float) else v for k, v in report.timings.items()},
                            resumed_at_step=report.resumed_at_step)

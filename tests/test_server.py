@@ -99,6 +99,7 @@ def test_two_jobs_a_bad_upload_progress_listing_and_removal(setup):
         steps = sorted({step for status, phase, step in seen if phase == "denoising" and step is not None})
         assert len(steps) >= 2 and steps[-1] <= 8, seen
         assert done["summary"]["frames"] == len(frames(server, first)) and done["runs"] == 1
+        assert done["summary"]["lines"][0].startswith(f"wrote /v1/jobs/{first}/video: ")  # the API's path, not the server's
         assert sorted(path.name for path in (data / "jobs" / first).iterdir()) == ["audio.wav", "kps.pth", "portrait.png", "video.mp4"]
         wait_for(server, second, lambda record: record["status"] == "done")
 

@@ -116,6 +116,22 @@ def test_frames_of_a_silence_start_from_the_noise_of_its_middle_frame():
     assert abs(float(rested[:, :, 2].std()) - 1) < 0.02  # still unit-variance noise halfway in
 
 
+def test_a_resting_pause_of_a_still_head_is_drawn_nearly_still(pipeline, inputs):
+    """One noise and one audio condition through the pause: its frames vary far less than the published ones (the
+    motion module and the windows' averaging still mix in their neighbours)."""
+    still = {**inputs, "kps_images": [inputs["kps_images"][0]] * 28}
+    weights = torch.ones(28)
+    weights[8:20] = 0
+
+    def spread(video):  # mean absolute deviation of the pause's frames from their mean
+        pause = video[0, :, 8:20]
+        return float((pause - pause.mean(dim=1, keepdim=True)).abs().mean())
+
+    published = spread(pipeline(**still, latents=golden_case("pipeline")["initial_latents"]))
+    resting = spread(pipeline(**still, latents=golden_case("pipeline")["initial_latents"], mouth_weights=weights))
+    assert resting < 0.5 * published, (resting, published)
+
+
 def test_mouth_weights_of_one_are_the_published_video(pipeline, inputs):
     case = golden_case("pipeline")
     ones = pipeline(**inputs, latents=case["initial_latents"], context_batch_size=3, mouth_weights=torch.ones(28))

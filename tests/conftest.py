@@ -3,6 +3,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # The C2PA certificate every video is signed with is made once per machine under $XDG_CONFIG_HOME: the tests' own.
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="v-express-tests-config-")
@@ -17,3 +19,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device (pytest -m gpu); skipped without one")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """PyTorch on one thread for a module: the evaluation's reference outputs were made on one thread, and one is
+    also far faster on a busy two-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

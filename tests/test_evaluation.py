@@ -20,29 +20,15 @@ from evaluation.syncnet import SyncNet
 from evaluation.errors import MissingWeightsError, WeightsError
 from evaluation.weights import load_strict
 from scripts.benchmarks.scoring import firing_detector  # random S3FD that finds the whole 128x128 frame
-from tests.helpers.seeded_weights import draw_weights, signal_keeping_weights
+from tests.helpers.seeded_weights import draw_weights, relative_l2, signal_keeping_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "evaluation"
-pytestmark = pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"golden fixtures not found at {GOLDEN}")
+pytestmark = [pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"golden fixtures not found at {GOLDEN}"), pytest.mark.usefixtures("one_torch_thread")]
 
 
 def cases() -> dict:
     return json.loads((GOLDEN / "cases.json").read_text())["cases"]
-
-
-def relative_l2(actual, expected) -> float:
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The fixtures were made on one thread; one thread is also far faster on a busy two-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -16,23 +16,10 @@ from evaluation.inception_fid import FIDInceptionV3
 from evaluation.weights import load_strict
 from media.video import write_video
 from tests.fixtures.inputs import FID_SEED, FVD_SEED, fid_images, fvd_clips
-from tests.helpers.seeded_weights import draw_weights, signal_keeping_weights
+from tests.helpers.seeded_weights import draw_weights, relative_l2, signal_keeping_weights
 
 FIXTURES = Path(__file__).with_name("fixtures")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The fixtures were made on one thread; one thread is also far faster on a busy two-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def relative_l2(actual, expected) -> float:
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the references were made on one thread
 
 
 def layer_means(network: torch.nn.Module, names, dims) -> dict:

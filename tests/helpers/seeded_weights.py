@@ -3,6 +3,7 @@
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -44,3 +45,9 @@ def signal_keeping_weights(network: torch.nn.Module, seed: int) -> torch.nn.Modu
             else:
                 tensor.copy_(torch.randn(tensor.shape, generator=generator) * math.sqrt(2 / tensor[0].numel()))
     return network.eval()
+
+
+def relative_l2(actual, expected) -> float:
+    """|actual - expected| / |expected| (L2 over every element, in float64): how such references are compared."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))

@@ -31,7 +31,7 @@ from pipelines.context import num_frames_for_audio, video_length
 from motion.keypoints import KpsImages, hand_placed_kps, load_kps_sequence
 from pipelines.loading import load_pipeline, make_scheduler
 from motion.plan import plan_keypoints
-from pipelines.pipeline_v_express import published_noise_generator
+from pipelines.pipeline_v_express import REST_MECHANISM, published_noise_generator
 from app.requests import GenerationRequest, InputError
 from app.resume import StateWriter, fingerprint, load_state, state_path
 from media.face import FaceError, chosen_face, photo_advice, portrait_check_tasks
@@ -409,6 +409,8 @@ class VideoGenerator:
         # 2. Where an interrupted run with these very inputs and settings stopped.
         settings = request.video_settings()
         settings.update(strategy=strategy, weights=[(p, Path(p).stat().st_size) for p in vars(request.weights).values() if Path(p).is_file()])
+        if inputs.mouth_weights is not None:  # a state saved by another rest mechanism would finish another video
+            settings.update(rest_mechanism=REST_MECHANISM)
         run_fingerprint = fingerprint(
             {"reference_image": request.reference_image_path, "audio": request.audio_path, "kps": request.kps_path, "video": request.reference_video},
             settings,

@@ -47,6 +47,7 @@ class DistributionNetworks:
         self.device = torch.device(device)
         self.inception = None if inception is None else inception.to(self.device).eval()
         self.i3d = None if i3d is None else i3d.to(self.device).eval()
+        self.metrics = tuple(name for name, network in (("fid", inception), ("fvd", i3d)) if network is not None)
 
     @torch.no_grad()
     def video_features(self, path: str | Path) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -54,16 +55,16 @@ class DistributionNetworks:
         once. Raises VideoError naming the file."""
         frames, clips, batch, clip = [], [], [], []
         for rgb in VideoFrames(path):
-            pixels = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(255)  # (3, H, W) in [0, 1]
+            pixels = frame_pixels(rgb)
             if self.inception is not None:
                 batch.append(pixels)
                 if len(batch) == BATCH_FRAMES:
                     frames.append(self._inception(batch))
                     batch = []
             if self.i3d is not None:
-                clip.append(_clip_frame(pixels))
+                clip.append(pixels)
                 if len(clip) == CLIP_FRAMES:
-                    clips.append(self.i3d((torch.stack(clip, dim=1)[None] * 2 - 1).to(self.device)).cpu().numpy())
+                    clips.append(self.i3d(fvd_clip(clip).to(self.device)).cpu().numpy())
                     clip = []
         if batch:
             frames.append(self._inception(batch))
@@ -73,6 +74,17 @@ class DistributionNetworks:
 
     def _inception(self, batch: list[torch.Tensor]) -> np.ndarray:
         return self.inception(torch.stack(batch).to(self.device)).cpu().numpy()
+
+
+def frame_pixels(rgb: np.ndarray) -> torch.Tensor:
+    """A decoded frame (H, W, 3) uint8 RGB -> (3, H, W) float in [0, 1], what both networks are handed."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)
+
+
+def fvd_clip(frames: list[torch.Tensor]) -> torch.Tensor:
+    """16 frames (3, H, W) in [0, 1] -> the I3D's input (1, 3, 16, 224, 224) in [-1, 1]: each frame's shorter side
+    resized to 224 (bilinear), the centre cropped."""
+    return torch.stack([_clip_frame(frame) for frame in frames], dim=1)[None] * 2 - 1
 
 
 def _clip_frame(pixels: torch.Tensor) -> torch.Tensor:

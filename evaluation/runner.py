@@ -136,20 +136,23 @@ def versions() -> dict[str, str]:
     return found
 
 
-def _distribution_scores(features: dict[tuple[str, str], list[np.ndarray]], skipped: list[str]) -> dict:
-    """FID over all frames and FVD over all clips: the generated set against the ground-truth set (what is missing
-    or too little is one skip line)."""
+def _distribution_scores(features: dict[tuple[str, str], list[np.ndarray]], loaded: tuple[str, ...], skipped: list[str]) -> dict:
+    """FID over all frames and FVD over all clips of the `loaded` metrics: the generated set against the ground-truth
+    set (what is missing, too little or fails is one skip line)."""
     scores = {}
     for metric, unit in (("fid", "frames"), ("fvd", "clips")):
+        if metric not in loaded:
+            continue
         generated, truth = features.get(("generated", metric)), features.get(("ground_truth", metric))
         if generated is None or truth is None:
+            skipped.append(f"{metric.upper()}: no {'generated' if generated is None else 'ground-truth'} video could be read")
             continue
         generated, truth = np.concatenate(generated), np.concatenate(truth)
         scores[f"{metric}_{unit}"] = [len(generated), len(truth)]
         try:
             scores[metric] = frechet_distance(generated, truth)
-        except EvaluationError as error:
-            skipped.append(f"{metric.upper()}: {error}")
+        except Exception as error:  # noqa: BLE001 -- SciPy's own errors too: the report is still written
+            skipped.append(f"{metric.upper()}: {one_line(error)}")
     return scores
 
 
@@ -207,11 +210,12 @@ def _lip_table(metrics: dict) -> list[str]:
 
 
 def _distribution_table(scores: dict) -> list[str]:
-    if not scores:
+    if "fid" not in scores and "fvd" not in scores:
         return []
     cell = lambda metric, unit: "–" if metric not in scores else f"{scores[metric]:.2f} ({scores[f'{metric}_{unit}'][0]} vs {scores[f'{metric}_{unit}'][1]} {unit})"  # noqa: E731
     return ["| generated vs ground truth | FID ↓ | FVD ↓ |", "|---|---|---|", f"| all videos | {cell('fid', 'frames')} | {cell('fvd', 'clips')} |", "",
-            "FID: every frame, pytorch-fid's Inception; FVD: consecutive 16-frame clips, VideoGPT's I3D (evaluation/distributions.py).", ""]
+            f"FID: every frame, pytorch-fid's Inception; FVD: consecutive 16-frame clips, VideoGPT's I3D; on {scores['device']} "
+            "(evaluation/distributions.py).", ""]
 
 
 def write_report(report: Report, out_dir: str | Path) -> None:
@@ -301,7 +305,7 @@ def evaluate_videos(
     faces, with_kps = _load_face_models(face_models_dir, weights, skipped, say)
     lip_models = _load_lip_models(face_models_dir, weights, skipped, say) if lip_metrics else None
     networks_of_sets = _load_distribution_networks(weights_dir, items, device, weights, skipped, say) if distribution_metrics else None
-    set_features = {}  # (kind, "fid" | "fvd") -> [features of each video]
+    set_features, in_a_set = {}, set()  # (kind, "fid" | "fvd") -> [features of each video]; (kind, path) already counted
     jobs = [(item, "generated", item.path) for item in items]
     jobs += [(item, "ground_truth", item.ground_truth) for item in items if item.ground_truth is not None]
     rows, track_scores, lip_scores = [], {}, {}
@@ -326,9 +330,11 @@ def evaluate_videos(
             continue
         if scores is not None:
             track_scores.setdefault(kind, []).extend(scores)
-        for metric, found in (("fid", frame_features), ("fvd", clip_features)):
-            if found is not None:
-                set_features.setdefault((kind, metric), []).append(found)
+        if (kind, Path(path).resolve()) not in in_a_set:  # a ground truth shared by several generated videos counts once
+            in_a_set.add((kind, Path(path).resolve()))
+            for metric, found in (("fid", frame_features), ("fvd", clip_features)):
+                if found is not None:
+                    set_features.setdefault((kind, metric), []).append(found)
         row = _row(name, kind, path, scores, time.perf_counter() - start)
         if face_scores is not None:
             row.update(face_scores.columns())
@@ -342,6 +348,7 @@ def evaluate_videos(
         if (id(item), "generated") in lip_scores and (id(item), "ground_truth") in lip_scores:
             (generated, row), (truth, _) = lip_scores[id(item), "generated"], lip_scores[id(item), "ground_truth"]
             row.update(generated.against(truth))
-    report = Report(rows, _summarise(rows, track_scores, weights, skipped, _distribution_scores(set_features, skipped)))
+    distribution = {} if networks_of_sets is None else {"device": str(networks_of_sets.device), **_distribution_scores(set_features, networks_of_sets.metrics, skipped)}
+    report = Report(rows, _summarise(rows, track_scores, weights, skipped, distribution))
     write_report(report, out_dir)
     return report

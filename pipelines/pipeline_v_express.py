@@ -166,9 +166,10 @@ class VExpressPipeline(DiffusionPipeline):
 
     # 3. Latents.
 
-    def prepare_latents(self, video_length, height, width, generator, latents=None, device=None) -> torch.Tensor:
-        """(1, 4, L, h, w): drawn on the CPU from `generator` (the published recipe), or the given ones, x init_noise_sigma.
-        Drawn in float32 whatever the networks' dtype: PyTorch draws half-precision normals by another path in some
+    def prepare_latents(self, video_length, height, width, generator, latents=None, device=None, mouth_weights=None) -> torch.Tensor:
+        """(1, 4, L, h, w): drawn on the CPU from `generator` (the published recipe), or the given ones, x init_noise_sigma;
+        with `mouth_weights`, each resting run drawn towards its middle frame's noise (`rest_noise`). Drawn and mixed
+        in float32 whatever the networks' dtype: PyTorch draws half-precision normals by another path in some
         versions and sizes, which gave fp16 and bf16 videos other noise than fp32's (docs/benchmarks/)."""
         dtype = self.denoising_unet.dtype
         shape = (1, self.denoising_unet.config.in_channels, video_length, height // self.vae_scale_factor, width // self.vae_scale_factor)
@@ -176,6 +177,8 @@ class VExpressPipeline(DiffusionPipeline):
             latents = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32)
         elif latents.shape != shape:
             raise ValueError(f"latents have shape {tuple(latents.shape)}; expected {shape}")
+        if mouth_weights is not None:
+            latents = rest_noise(latents.float(), mouth_weights)
         return latents.to(device or self._execution_device, dtype) * self.scheduler.init_noise_sigma
 
     def denoising_state(self, step: int, latents: torch.Tensor) -> DenoisingState:
@@ -411,9 +414,7 @@ class VExpressPipeline(DiffusionPipeline):
             first_step = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
             timesteps = self.scheduler.timesteps[first_step * self.scheduler.order:]
             if resume_from is None:
-                latents = self.prepare_latents(video_length, height, width, generator, latents, latent_device)
-                if mouth_weights is not None:
-                    latents = rest_noise(latents, mouth_weights)
+                latents = self.prepare_latents(video_length, height, width, generator, latents, latent_device, mouth_weights)
                 done = 0
             else:
                 latents, done = resume_from.latents.to(latent_device, self.denoising_unet.dtype, copy=True), resume_from.step
@@ -459,6 +460,9 @@ class VExpressPipeline(DiffusionPipeline):
         return VExpressPipelineOutput(frames=frames, timings=timings, unet_calls=unet_calls) if return_output else frames
 
 
+REST_MECHANISM = "audio tokens and initial noise of the middle frame"  # in resume fingerprints: a change of it restarts a run
+
+
 def resting_runs(weights: torch.Tensor) -> list[tuple[int, int]]:
     """The runs of frames whose mouth weight is below 1, as (start, stop)."""
     resting = torch.cat([torch.tensor([False]), (weights < 1).cpu(), torch.tensor([False])])
@@ -484,8 +488,9 @@ def rest_noise(latents: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     rested = latents.clone()
     for start, stop in resting_runs(weights):
         own = weights[start:stop].to(latents.device, latents.dtype).reshape(-1, 1, 1)
-        middle = latents[:, :, (start + stop) // 2, None]
-        rested[:, :, start:stop] = own * latents[:, :, start:stop] + (1 - own**2).sqrt() * middle
+        middle = (start + stop) // 2
+        rested[:, :, start:stop] = own * latents[:, :, start:stop] + (1 - own**2).sqrt() * latents[:, :, middle, None]
+        rested[:, :, middle] = latents[:, :, middle]  # its own noise, whatever its weight (mixing it with itself would scale it)
     return rested
 
 

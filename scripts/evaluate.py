@@ -48,13 +48,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def device_problem(name: str) -> str | None:
+    """Why `name` cannot run the networks here (None: it can)."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        return "give cpu, cuda or cuda:N"
+    if device.type == "cpu":
+        return None
+    if device.type != "cuda":
+        return "give cpu, cuda or cuda:N"
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        return "no CUDA GPU is visible to PyTorch here; give --device cpu"
+    if device.index is not None and device.index >= count:
+        return f"PyTorch sees {count} CUDA GPU(s) here (cuda:0 to cuda:{count - 1})"
+    return None
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.videos is None and not args.check_demo:
         parser.error("give a folder or manifest of videos (or --check_demo)")
-    if args.device not in (None, "cpu") and not args.device.startswith("cuda"):
-        parser.error(f"--device {args.device}: give cpu, cuda or cuda:N")
     from evaluation.lip_sync import check_official_demo
     import torch
 
@@ -62,9 +80,11 @@ def main(argv=None) -> int:
     from modules.errors import VExpressError
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"--device {device}: no CUDA GPU is visible to PyTorch here; give --device cpu", file=sys.stderr)
-        return 2
+    if args.device is not None and not args.no_fid_fvd:  # only FID's and FVD's networks run there
+        problem = device_problem(args.device)
+        if problem:
+            print(f"--device {args.device}: {problem}", file=sys.stderr)
+            return 2
     try:
         if args.check_demo:
             ok, line = check_official_demo(args.weights_dir)

@@ -15,7 +15,7 @@ from evaluation.i3d import I3D
 from evaluation.inception_fid import FIDInceptionV3
 from evaluation.weights import load_strict
 from media.video import write_video
-from tests.fixtures.inputs import FID_SEED, FVD_SEED, fid_images, fvd_clips
+from tests.fixtures.inputs import FID_SEED, FVD_SAMPLE, FVD_SEED, fid_images, fvd_clips, fvd_video
 from tests.helpers.seeded_weights import draw_weights, relative_l2, signal_keeping_weights
 
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -98,9 +98,22 @@ def test_fid_and_fvd_are_zero_on_the_same_video_and_grow_with_noise(metric, fram
     assert abs(distance[0]) < 1e-6 * distance[1] and 0 < distance[1] < distance[2], distance
 
 
-def test_fvd_clips_resize_the_shorter_side_and_crop_the_centre():
-    frame = torch.zeros(3, 100, 200)
-    frame[:, :, 50:150] = 1.0  # the centre half of the width is white
-    clip_frame = distributions._clip_frame(frame)
-    assert clip_frame.shape == (3, 224, 224)
-    assert float(clip_frame.mean()) == pytest.approx(1.0, abs=0.01)  # 200 wide -> 448, its centre 224 columns are white
+def test_fvd_clips_are_prepared_as_the_reference_code_prepares_them():
+    """A decoded 100x180 clip: the shorter side to 224, the centre cropped, [-1, 1] (VideoGPT's preprocess, doubled as
+    common_metrics_on_video_quality does)."""
+    expected = np.load(FIXTURES / "fvd_i3d.npz")["preprocessed"]
+    clip = distributions.fvd_clip([distributions.frame_pixels(frame.numpy()) for frame in fvd_video()])
+    assert clip.shape == (1, 3, 16, 224, 224)
+    assert relative_l2(clip[0][FVD_SAMPLE].numpy(), expected) < 1e-6
+
+
+def test_a_set_score_that_cannot_be_made_is_one_skip_line():
+    from evaluation.runner import _distribution_scores
+
+    rng = np.random.default_rng(0)
+    features = {("generated", "fid"): [rng.standard_normal((5, 4))], ("ground_truth", "fid"): [rng.standard_normal((3, 4)), rng.standard_normal((2, 4))],
+                ("generated", "fvd"): [rng.standard_normal((3, 4))]}  # every ground-truth video failed to decode
+    skipped = []
+    scores = _distribution_scores(features, ("fid", "fvd"), skipped)
+    assert scores["fid_frames"] == [5, 5] and scores["fid"] > 0 and "fvd" not in scores
+    assert skipped == ["FVD: no ground-truth video could be read"]

@@ -112,6 +112,9 @@ def test_frames_of_a_silence_start_from_the_noise_of_its_middle_frame():
     for frame in (3, 4, 5):
         assert torch.equal(rested[:, :, frame], noise[:, :, 4])
     assert torch.equal(rested[:, :, 8], noise[:, :, 9]) and torch.equal(rested[:, :, 9], noise[:, :, 9])
+    # A short pause whose middle frame is on a ramp keeps that frame's own noise (not a sum of it with itself)
+    short = rest_noise(noise[:, :, :2], torch.tensor([0.5, 0.5]))
+    assert torch.equal(short[:, :, 1], noise[:, :, 1]) and torch.allclose(short[:, :, 0], 0.5 * noise[:, :, 0] + 0.75**0.5 * noise[:, :, 1])
     assert torch.allclose(rested[:, :, 2], 0.5 * noise[:, :, 2] + 0.75**0.5 * noise[:, :, 4])
     assert abs(float(rested[:, :, 2].std()) - 1) < 0.02  # still unit-variance noise halfway in
 

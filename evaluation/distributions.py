@@ -27,10 +27,8 @@ from media.video import VideoFrames
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 I3D_FILE = "i3d_pretrained_400.pt"
-BATCH_FRAMES = 16  # Inception batch; one FVD clip is 16 frames
-
-
 WEIGHT_FILES = {"fid": INCEPTION_FILE, "fvd": I3D_FILE}
+BATCH_FRAMES = 16  # Inception batch; one FVD clip is 16 frames
 
 
 def load_network(metric: str, weights_dir: str | Path) -> FIDInceptionV3 | I3D:
@@ -78,7 +76,7 @@ class DistributionNetworks:
 
 def frame_pixels(rgb: np.ndarray) -> torch.Tensor:
     """A decoded frame (H, W, 3) uint8 RGB -> (3, H, W) float in [0, 1], what both networks are handed."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float().div_(255)  # a copy: decoded frames are read-only
 
 
 def fvd_clip(frames: list[torch.Tensor]) -> torch.Tensor:

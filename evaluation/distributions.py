@@ -62,7 +62,7 @@ class DistributionNetworks:
             if self.i3d is not None:
                 clip.append(pixels)
                 if len(clip) == CLIP_FRAMES:
-                    clips.append(self.i3d(fvd_clip(clip).to(self.device)).cpu().numpy())
+                    clips.append(self.i3d(fvd_clip(torch.stack(clip).to(self.device))).cpu().numpy())
                     clip = []
         if batch:
             frames.append(self._inception(batch))
@@ -79,17 +79,12 @@ def frame_pixels(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float().div_(255)  # a copy: decoded frames are read-only
 
 
-def fvd_clip(frames: list[torch.Tensor]) -> torch.Tensor:
-    """16 frames (3, H, W) in [0, 1] -> the I3D's input (1, 3, 16, 224, 224) in [-1, 1]: each frame's shorter side
-    resized to 224 (bilinear), the centre cropped."""
-    return torch.stack([_clip_frame(frame) for frame in frames], dim=1)[None] * 2 - 1
-
-
-def _clip_frame(pixels: torch.Tensor) -> torch.Tensor:
-    """(3, H, W) -> (3, 224, 224): the shorter side resized to 224, then the centre cropped."""
-    _, height, width = pixels.shape
+def fvd_clip(frames: torch.Tensor) -> torch.Tensor:
+    """16 frames (16, 3, H, W) in [0, 1] -> the I3D's input (1, 3, 16, 224, 224) in [-1, 1]: the shorter side resized
+    to 224 (bilinear), the centre cropped."""
+    _, _, height, width = frames.shape
     scale = CLIP_SIZE / min(height, width)
     size = (CLIP_SIZE, math.ceil(width * scale)) if height < width else (math.ceil(height * scale), CLIP_SIZE)
-    resized = F.interpolate(pixels[None], size=size, mode="bilinear", align_corners=False)[0]
-    top, left = (resized.shape[1] - CLIP_SIZE) // 2, (resized.shape[2] - CLIP_SIZE) // 2
-    return resized[:, top:top + CLIP_SIZE, left:left + CLIP_SIZE]
+    resized = F.interpolate(frames, size=size, mode="bilinear", align_corners=False)
+    top, left = (resized.shape[2] - CLIP_SIZE) // 2, (resized.shape[3] - CLIP_SIZE) // 2
+    return resized[:, :, top:top + CLIP_SIZE, left:left + CLIP_SIZE].transpose(0, 1)[None] * 2 - 1

@@ -102,7 +102,7 @@ def test_fvd_clips_are_prepared_as_the_reference_code_prepares_them():
     """A decoded 100x180 clip: the shorter side to 224, the centre cropped, [-1, 1] (VideoGPT's preprocess, doubled as
     common_metrics_on_video_quality does)."""
     expected = np.load(FIXTURES / "fvd_i3d.npz")["preprocessed"]
-    clip = distributions.fvd_clip([distributions.frame_pixels(frame.numpy()) for frame in fvd_video()])
+    clip = distributions.fvd_clip(torch.stack([distributions.frame_pixels(frame.numpy()) for frame in fvd_video()]))
     assert clip.shape == (1, 3, 16, 224, 224)
     assert relative_l2(clip[0][FVD_SAMPLE].numpy(), expected) < 1e-6
 

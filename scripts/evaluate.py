@@ -73,9 +73,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.videos is None and not args.check_demo:
         parser.error("give a folder or manifest of videos (or --check_demo)")
-    from evaluation.lip_sync import check_official_demo
     import torch
 
+    from evaluation.lip_sync import check_official_demo
     from evaluation.runner import evaluate_videos, markdown
     from modules.errors import VExpressError
 
